@@ -1,0 +1,32 @@
+# Quick start: `make run` trains on the bundled data; `make test` runs the suite on every backend.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+BACKENDS ?= jax torch tensorflow
+# torch is pinned here because this machine has a CPU wheel of 2.13.0 on disk; a looser pin
+# pulls a CUDA build of several GB. Users elsewhere may use any torch >= 2.4.
+TORCH_PIN ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: run test venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+venv: $(BIN)/python
+
+run: venv
+	$(PIP) install --quiet -e '.[jax,cli]'
+	$(BIN)/tabattn fit
+
+test: venv
+	$(PIP) install --quiet '$(TORCH_PIN)' -e '.[dev,cli,jax,torch,tensorflow]'
+	@status=0; for backend in $(BACKENDS); do \
+	  echo "=== tests on the $$backend backend ==="; \
+	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache runs

@@ -1,0 +1,516 @@
+"""scikit-learn estimators over tabattn models: ``TabularClassifier``, ``TabularRegressor``.
+
+Needs the ``cli`` extra (pandas, scikit-learn). Modelled on scikit-learn's conventions and on
+Keras's own scikit-learn wrappers: ``__init__`` stores its arguments; ``fit`` validates,
+preprocesses (``tabattn.data.TabularPreprocessor``), trains with early stopping and returns
+``self``; fitted attributes end in ``_``.
+"""
+
+import json
+import os
+import time
+import warnings
+
+import keras
+import numpy as np
+
+try:
+    import pandas as pd
+    from sklearn import metrics as sk_metrics
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils.class_weight import compute_class_weight
+    from sklearn.utils.validation import check_is_fitted
+except ImportError as error:  # pragma: no cover
+    raise ImportError(
+        "tabattn's estimators need pandas and scikit-learn. "
+        "Install them with: pip install 'tabattn[cli]'"
+    ) from error
+
+from tabattn.data import TabularPreprocessor, drop_missing_target
+from tabattn.models import FTTransformer
+
+MODEL_FILE = "model.keras"
+PREPROCESSING_FILE = "preprocessing.json"
+ESTIMATOR_FILE = "estimator.json"
+_MODELS = {"ft_transformer": FTTransformer}
+
+
+class _TimeLimit(keras.callbacks.Callback):
+    """Stop training before an epoch that would end past ``seconds`` after training began.
+
+    The next epoch is assumed to take as long as the longest epoch so far after the first
+    (which includes compilation).
+    """
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+        self.durations = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.monotonic()
+        self.durations.append(now - self.epoch_start)
+        next_epoch = max(self.durations[1:] or self.durations)
+        if now - self.start + next_epoch > self.seconds:
+            self.model.stop_training = True
+
+
+def _as_frame(X, feature_names=None):
+    if isinstance(X, pd.DataFrame):
+        return X
+    array = np.asarray(X)
+    if array.ndim != 2:
+        raise ValueError(f"Expected X of rank 2 (n_samples, n_features). Received shape {array.shape}")
+    if feature_names is not None:
+        if array.shape[1] != len(feature_names):
+            raise ValueError(
+                f"X has {array.shape[1]} features, but the estimator was fitted with "
+                f"{len(feature_names)} features"
+            )
+        return pd.DataFrame(array, columns=feature_names)
+    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+
+
+class _TabularEstimator(BaseEstimator):
+    _task = None
+
+    def __init__(
+        self,
+        model="ft_transformer",
+        model_params=None,
+        epochs=100,
+        batch_size=256,
+        learning_rate=1e-4,
+        weight_decay=1e-5,
+        patience=16,
+        validation_fraction=0.2,
+        categorical=None,
+        numeric=None,
+        time_limit=None,
+        random_state=None,
+        verbose=1,
+    ):
+        self.model = model
+        self.model_params = model_params
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.categorical = categorical
+        self.numeric = numeric
+        self.time_limit = time_limit
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --- fitting ---------------------------------------------------------------------------
+    def fit(self, X, y, eval_set=None):
+        """Train on ``X``, ``y`` with early stopping on a validation set.
+
+        Args:
+            X: pandas DataFrame (column names become ``feature_names_in_``) or a 2-D array.
+            y: target, array-like of length ``n_samples``. Rows whose target is NaN are
+                dropped with a warning.
+            eval_set: optional ``(X_val, y_val)`` for early stopping. Without it a stratified
+                (classification) ``validation_fraction`` of the rows is split off.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: for invalid arguments, mismatched lengths, a target that is all NaN
+                or (classification) has a single class, and any error of
+                ``tabattn.data.TabularPreprocessor``.
+        """
+        if self.model not in _MODELS:
+            raise ValueError(f"`model` must be one of {sorted(_MODELS)}. Received: model={self.model!r}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                "`validation_fraction` must be in (0, 1). "
+                f"Received: validation_fraction={self.validation_fraction!r}"
+            )
+        if self.random_state is not None:
+            keras.utils.set_random_seed(self.random_state)
+        started = time.monotonic()
+        frame, target = self._frame_and_target(X, y, fitting=True)
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+        self.n_features_in_ = frame.shape[1]
+        self._fit_target(target)
+        if eval_set is None:
+            stratify = target if self._task == "classification" else None
+            X_train, X_val, y_train, y_val = train_test_split(
+                frame,
+                target,
+                test_size=self.validation_fraction,
+                random_state=self.random_state,
+                stratify=stratify,
+            )
+        else:
+            X_train, y_train = frame, target
+            X_val, y_val = self._frame_and_target(*eval_set, fitting=False)
+
+        self.preprocessor_ = TabularPreprocessor(
+            categorical=self.categorical, numeric=self.numeric,
+            random_state=0 if self.random_state is None else self.random_state,
+        ).fit(X_train)
+        inputs_train = self.preprocessor_.transform(X_train)
+        inputs_val = self.preprocessor_.transform(X_val)
+        targets_train, targets_val = self._encode_target(y_train), self._encode_target(y_val)
+
+        config = dict(FTTransformer.default_config(), **(self.model_params or {}))
+        self.model_ = _MODELS[self.model](
+            n_num_features=self.preprocessor_.n_numeric_tokens,
+            categorical_cardinalities=self.preprocessor_.categorical_cardinalities,
+            d_out=self._d_out(),
+            **config,
+        )
+        self.model_.compile(
+            optimizer=self.model_.make_optimizer(self.learning_rate, self.weight_decay),
+            loss=self._loss(),
+            metrics=self._metrics(),
+        )
+        early_stopping = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=self.patience, restore_best_weights=True
+        )
+        callbacks = [early_stopping]
+        if self.time_limit:
+            callbacks.append(_TimeLimit(self.time_limit - (time.monotonic() - started)))
+        history = self.model_.fit(
+            inputs_train,
+            targets_train,
+            validation_data=(inputs_val, targets_val),
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            callbacks=callbacks,
+            class_weight=self._class_weight(targets_train),
+            verbose=self.verbose,
+        )
+        if early_stopping.best_weights is not None:
+            # Restore the best epoch also when the time limit, not patience, ended training.
+            self.model_.set_weights(early_stopping.best_weights)
+        self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
+        self.feature_importances_ = self._column_importances(inputs_val)
+        return self
+
+    def _frame_and_target(self, X, y, fitting):
+        frame = _as_frame(X, None if fitting else getattr(self, "_columns", None))
+        if fitting:
+            self._columns = [str(c) for c in frame.columns]
+        target = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
+        if len(target) != len(frame):
+            raise ValueError(
+                f"X and y have different numbers of rows: X has {len(frame)}, y has {len(target)}"
+            )
+        frame = frame.reset_index(drop=True).copy()
+        frame.columns = [str(c) for c in frame.columns]
+        name = "__target__"
+        frame[name] = target.to_numpy()
+        frame = drop_missing_target(frame, name)
+        return frame.drop(columns=[name]).reset_index(drop=True), frame[name].reset_index(drop=True)
+
+    def _column_importances(self, inputs, max_rows=2048):
+        inputs = {k: v[:max_rows] for k, v in inputs.items()}
+        per_token = self.model_.feature_importances(inputs)
+        per_column = dict.fromkeys(self._columns, 0.0)
+        for column, value in zip(self.preprocessor_.token_columns_, per_token):
+            per_column[column] += float(value)  # a missing flag counts for its column
+        return np.asarray([per_column[c] for c in self._columns])
+
+    # --- prediction ------------------------------------------------------------------------
+    def _inputs(self, X):
+        check_is_fitted(self, "model_")
+        return self.preprocessor_.transform(_as_frame(X, self._columns))
+
+    def _raw_predict(self, X, batch_size=4096):
+        outputs = self.model_.predict(self._inputs(X), batch_size=batch_size, verbose=0)
+        return np.asarray(outputs, dtype="float64")
+
+    # --- persistence -----------------------------------------------------------------------
+    def save(self, path):
+        """Save to directory ``path`` (created if needed): the Keras model as ``model.keras``,
+        the preprocessing as ``preprocessing.json`` and the rest as ``estimator.json``.
+        No pickle is used. Reload with ``tabattn.load(path)``."""
+        check_is_fitted(self, "model_")
+        os.makedirs(path, exist_ok=True)
+        self.model_.save(os.path.join(path, MODEL_FILE))
+        self.preprocessor_.save(os.path.join(path, PREPROCESSING_FILE))
+        state = {
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "columns": self._columns,
+            "has_feature_names": hasattr(self, "feature_names_in_"),
+            "n_features_in": self.n_features_in_,
+            "history": self.history_,
+            "best_epoch": self.best_epoch_,
+            "feature_importances": self.feature_importances_.tolist(),
+            "target": self._target_state(),
+            "keras_backend": keras.backend.backend(),
+        }
+        with open(os.path.join(path, ESTIMATOR_FILE), "w", encoding="utf-8") as file:
+            json.dump(state, file, indent=1)
+
+
+class TabularClassifier(ClassifierMixin, _TabularEstimator):
+    """Attention model for classification of tables, with the scikit-learn API.
+
+    Trains an FT-Transformer (Gorishniy et al. 2021; paper default configuration, AdamW with
+    learning rate 1e-4 and weight decay 1e-5) on a DataFrame or array. Numeric columns go
+    through a quantile transform, categorical ones (strings, bools, categories; or those
+    named in ``categorical``) become integer codes with 0 for missing or unseen values.
+    Predictions for one row never depend on the other rows passed with it.
+
+    Args:
+        model: ``"ft_transformer"``.
+        model_params: dict overriding ``FTTransformer.default_config()`` (e.g.
+            ``{"n_blocks": 2, "d_token": 64}``).
+        epochs: maximum training epochs. Default 100.
+        batch_size: rows per step. Default 256.
+        learning_rate: AdamW learning rate. Default 1e-4.
+        weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default 1e-5.
+        patience: epochs without a better validation loss before stopping; the best
+            epoch's weights are restored. Default 16.
+        validation_fraction: share of rows split off for early stopping when ``fit`` gets
+            no ``eval_set``. Default 0.2.
+        categorical: column names forced to be categorical.
+        numeric: column names forced to be numeric.
+        time_limit: seconds ``fit`` may take: no epoch is started that would, by the
+            duration of the epochs so far, end past it (the best epoch's weights are still
+            restored). ``None``: no limit.
+        class_weight: ``None``, ``"balanced"`` (weights inversely proportional to class
+            frequencies in the training split, for imbalanced targets) or a dict
+            ``{class: weight}``. Default ``None``.
+        random_state: seed that makes ``fit`` repeatable on one backend.
+        verbose: 0 silent; 1 Keras's progress bar; 2 one line per epoch.
+
+    Fitted attributes:
+        ``model_`` (the Keras model, returning logits), ``classes_``, ``n_features_in_``,
+        ``feature_names_in_`` (DataFrame input only), ``history_`` (Keras history dict),
+        ``best_epoch_``, ``feature_importances_`` (attention-based, one per column, sum 1),
+        ``preprocessor_``.
+
+    Example:
+
+    >>> import pandas as pd
+    >>> from tabattn import TabularClassifier
+    >>> X = pd.DataFrame({"a": [0.1, 0.5, 0.9, 0.3] * 10, "b": ["x", "y", "x", "z"] * 10})
+    >>> y = [0, 1, 1, 0] * 10
+    >>> clf = TabularClassifier(epochs=2, verbose=0, random_state=0,
+    ...                         model_params={"n_blocks": 1, "d_token": 8, "num_heads": 2})
+    >>> clf.fit(X, y).predict_proba(X).shape
+    (40, 2)
+    """
+
+    _task = "classification"
+
+    def __init__(self, model="ft_transformer", model_params=None, epochs=100, batch_size=256,
+                 learning_rate=1e-4, weight_decay=1e-5, patience=16, validation_fraction=0.2,
+                 categorical=None, numeric=None, time_limit=None, class_weight=None,
+                 random_state=None, verbose=1):
+        super().__init__(
+            model=model, model_params=model_params, epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate, weight_decay=weight_decay, patience=patience,
+            validation_fraction=validation_fraction, categorical=categorical, numeric=numeric,
+            time_limit=time_limit, random_state=random_state, verbose=verbose,
+        )
+        self.class_weight = class_weight
+
+    def _fit_target(self, target):
+        self.classes_ = np.unique(target.to_numpy())
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "The target has a single class "
+                f"({self.classes_[0]!r}); classification needs at least two"
+            )
+
+    def _encode_target(self, target):
+        values = target.to_numpy()
+        index = np.searchsorted(self.classes_, values)
+        index = np.clip(index, 0, len(self.classes_) - 1)
+        unknown = self.classes_[index] != values
+        if unknown.any():
+            raise ValueError(
+                f"The target holds classes not seen in training: {sorted(set(values[unknown]))[:5]}"
+            )
+        index = index.astype("int32")
+        return index.astype("float32")[:, None] if len(self.classes_) == 2 else index
+
+    def _d_out(self):
+        return 1 if len(self.classes_) == 2 else len(self.classes_)
+
+    def _loss(self):
+        if len(self.classes_) == 2:
+            return keras.losses.BinaryCrossentropy(from_logits=True)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def _metrics(self):
+        if len(self.classes_) == 2:
+            return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def _class_weight(self, targets):
+        if self.class_weight is None:
+            return None
+        labels = np.asarray(targets).ravel().astype(int)
+        if self.class_weight == "balanced":
+            present = np.unique(labels)
+            weights = compute_class_weight("balanced", classes=present, y=labels)
+            return {int(c): float(w) for c, w in zip(present, weights)}
+        if isinstance(self.class_weight, dict):
+            lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+            unknown = [c for c in self.class_weight if c not in lookup]
+            if unknown:
+                raise ValueError(f"`class_weight` names unknown classes: {unknown}")
+            return {lookup[c]: float(w) for c, w in self.class_weight.items()}
+        raise ValueError(
+            "`class_weight` must be None, 'balanced' or a dict {class: weight}. "
+            f"Received: class_weight={self.class_weight!r}"
+        )
+
+    def predict_proba(self, X):
+        """Class probabilities, ``(n_samples, n_classes)`` in the order of ``classes_``."""
+        check_is_fitted(self, "model_")
+        logits = self._raw_predict(X)
+        if len(self.classes_) == 2:
+            p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.stack([1.0 - p, p], axis=1)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Most probable class for each row, ``(n_samples,)`` with the dtype of ``classes_``."""
+        check_is_fitted(self, "model_")
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def _target_state(self):
+        return {"classes": self.classes_.tolist()}
+
+    def _load_target_state(self, state):
+        self.classes_ = np.asarray(state["classes"])
+
+
+class TabularRegressor(RegressorMixin, _TabularEstimator):
+    """Attention model for regression on tables, with the scikit-learn API.
+
+    As ``TabularClassifier`` (same arguments but ``class_weight``), trained with mean
+    squared error on the standardised target; ``predict`` returns the target's units.
+    ``score`` is R².
+
+    Fitted attributes:
+        ``model_``, ``n_features_in_``, ``feature_names_in_``, ``history_``,
+        ``best_epoch_``, ``feature_importances_``, ``preprocessor_``, ``target_mean_``,
+        ``target_std_``.
+    """
+
+    _task = "regression"
+
+    def _fit_target(self, target):
+        values = pd.to_numeric(target, errors="coerce")
+        if values.isna().any():
+            raise ValueError(
+                "Regression needs a numeric target; it holds non-numeric values, e.g. "
+                f"{target[values.isna()].astype(str).unique()[:3].tolist()}"
+            )
+        values = values.to_numpy(dtype="float64")
+        if not np.isfinite(values).all():
+            raise ValueError("The regression target holds infinite values")
+        self.target_mean_ = float(values.mean())
+        self.target_std_ = float(values.std()) or 1.0
+
+    def _encode_target(self, target):
+        values = pd.to_numeric(target).to_numpy(dtype="float64")
+        return ((values - self.target_mean_) / self.target_std_).astype("float32")[:, None]
+
+    def _d_out(self):
+        return 1
+
+    def _loss(self):
+        return keras.losses.MeanSquaredError()
+
+    def _metrics(self):
+        return None
+
+    def _class_weight(self, targets):
+        return None
+
+    def predict(self, X):
+        """Predicted target, ``(n_samples,)`` float64 in the target's units."""
+        check_is_fitted(self, "model_")
+        return self._raw_predict(X)[:, 0] * self.target_std_ + self.target_mean_
+
+    def _target_state(self):
+        return {"mean": self.target_mean_, "std": self.target_std_}
+
+    def _load_target_state(self, state):
+        self.target_mean_, self.target_std_ = state["mean"], state["std"]
+
+
+def load(path):
+    """Load an estimator saved with ``save(path)``; predictions are identical.
+
+    Raises:
+        FileNotFoundError: ``path`` is not a saved tabattn model directory.
+    """
+    state_path = os.path.join(path, ESTIMATOR_FILE)
+    if not os.path.exists(state_path):
+        raise FileNotFoundError(
+            f"No saved tabattn model in {path!r} (expected {ESTIMATOR_FILE} there)"
+        )
+    with open(state_path, encoding="utf-8") as file:
+        state = json.load(file)
+    classes = {"TabularClassifier": TabularClassifier, "TabularRegressor": TabularRegressor}
+    estimator = classes[state["class"]](**state["params"])
+    estimator.model_ = keras.saving.load_model(os.path.join(path, MODEL_FILE))
+    estimator.preprocessor_ = TabularPreprocessor.load(os.path.join(path, PREPROCESSING_FILE))
+    estimator._columns = state["columns"]
+    if state["has_feature_names"]:
+        estimator.feature_names_in_ = np.asarray(state["columns"], dtype=object)
+    estimator.n_features_in_ = state["n_features_in"]
+    estimator.history_ = state["history"]
+    estimator.best_epoch_ = state["best_epoch"]
+    estimator.feature_importances_ = np.asarray(state["feature_importances"])
+    estimator._load_target_state(state["target"])
+    return estimator
+
+
+def evaluation_metrics(estimator, X, y):
+    """Metrics of a fitted estimator on ``(X, y)``, as a dict of floats.
+
+    Classification: ``accuracy``, ``roc_auc`` (binary: of the positive class; multiclass:
+    one-vs-rest macro average, when every class is present) and ``log_loss``. Regression:
+    ``rmse``, ``mae`` and ``r2``, in the target's units. Rows with a NaN target are dropped.
+    """
+    frame, target = estimator._frame_and_target(X, y, fitting=False)
+    if isinstance(estimator, TabularClassifier):
+        proba = estimator.predict_proba(frame)
+        predicted = estimator.classes_[np.argmax(proba, axis=1)]
+        result = {"accuracy": float(sk_metrics.accuracy_score(target, predicted))}
+        labels = estimator.classes_
+        present = set(target.tolist())
+        if len(labels) == 2 and len(present) == 2:
+            result["roc_auc"] = float(sk_metrics.roc_auc_score(target == labels[1], proba[:, 1]))
+        elif len(labels) > 2 and present == set(labels.tolist()):
+            result["roc_auc"] = float(
+                sk_metrics.roc_auc_score(target, proba, multi_class="ovr", labels=labels)
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result["log_loss"] = float(sk_metrics.log_loss(target, proba, labels=labels))
+        return result
+    predicted = estimator.predict(frame)
+    truth = pd.to_numeric(target).to_numpy(dtype="float64")
+    return {
+        "rmse": float(np.sqrt(sk_metrics.mean_squared_error(truth, predicted))),
+        "mae": float(sk_metrics.mean_absolute_error(truth, predicted)),
+        "r2": float(sk_metrics.r2_score(truth, predicted)),
+    }

@@ -1,0 +1,144 @@
+"""The ``tabattn`` command line end to end on real Adult rows, and every bad input."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import tabattn
+from tabattn.cli import main
+
+
+@pytest.fixture(scope="module")
+def adult_csv(adult_small, tmp_path_factory):
+    train, test = adult_small
+    frame = pd.concat(
+        [train.iloc[:2000].assign(split="train"), test.iloc[:600].assign(split="test")]
+    )
+    path = tmp_path_factory.mktemp("data") / "adult_part.csv.gz"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fitted_run(adult_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "run"
+    result = CliRunner().invoke(
+        main,
+        ["fit", str(adult_csv), "--target", "income", "--epochs", "3", "--out", str(out),
+         "--verbose", "0"],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out, result.output
+
+
+def test_fit_writes_model_metrics_and_importances(fitted_run):
+    out, output = fitted_run
+    names = set(os.listdir(out))
+    assert {"model.keras", "preprocessing.json", "estimator.json", "metrics.json",
+            "feature_importance.csv", "feature_importance.png"} <= names
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("train", "validation", "test"):
+        assert set(metrics[split]) == {"accuracy", "roc_auc", "log_loss"}
+    assert metrics["rows"] == {"train": 1600, "validation": 400, "test": 600}
+    assert metrics["backend"] in ("jax", "torch", "tensorflow") and metrics["seconds"] > 0
+    assert metrics["test"]["accuracy"] > 0.76 + 0.03  # majority class is about 0.76
+    importance = pd.read_csv(out / "feature_importance.csv")
+    assert len(importance) == 14 and abs(importance["importance"].sum() - 1) < 1e-6
+    assert (out / "feature_importance.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Keras backend:" in output and "Most important features" in output
+    assert "test" in output and "roc_auc" in output
+
+
+def test_predict_and_evaluate(fitted_run, adult_csv, tmp_path):
+    out, _ = fitted_run
+    predictions = tmp_path / "predictions.csv"
+    result = CliRunner().invoke(main, ["predict", str(out), str(adult_csv), "-o", str(predictions)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(predictions)
+    data = pd.read_csv(adult_csv)
+    expected = tabattn.load(out).predict_proba(data)
+    assert list(table.columns) == ["prediction", "proba_<=50K", "proba_>50K"]
+    np.testing.assert_allclose(table["proba_>50K"], expected[:, 1], rtol=1e-6)
+    result = CliRunner().invoke(main, ["evaluate", str(out), str(adult_csv), "--target", "income"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout[result.stdout.index("{"):])
+    assert 0.5 < metrics["accuracy"] <= 1
+
+
+def _frame(n=40):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {"x": rng.normal(size=n), "c": rng.choice(["a", "b"], n), "y": rng.choice(["p", "q"], n)}
+    )
+
+
+def _write(tmp_path, frame, name="data.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def _bad_inputs(tmp_path):
+    frame = _frame()
+    all_nan = frame.assign(y=np.nan)
+    single = frame.assign(y="p")
+    strings = frame.assign(x=["1.5"] * 39 + ["big"])
+    infinite = frame.assign(x=[np.inf] + [0.0] * 39)
+    (tmp_path / "empty.csv").write_text("")
+    return {
+        "missing file": ([str(tmp_path / "nope.csv"), "--target", "y"], "not found"),
+        "empty file": ([str(tmp_path / "empty.csv"), "--target", "y"], "empty"),
+        "no target": ([_write(tmp_path, frame), "--target", "z"], "Target column 'z' not found"),
+        "target all NaN": ([_write(tmp_path, all_nan, "n.csv"), "--target", "y"], "no values"),
+        "single class": ([_write(tmp_path, single, "s.csv"), "--target", "y"], "single class"),
+        "non-numeric": ([_write(tmp_path, strings, "t.csv"), "--target", "y", "--numeric", "x"],
+                        "'x' holds non-numeric values"),
+        "inf": ([_write(tmp_path, infinite, "i.csv"), "--target", "y"], "infinite"),
+        "no target given": ([_write(tmp_path, frame)], "--target is required"),
+        "unknown column": ([_write(tmp_path, frame), "--target", "y", "--categorical", "w"],
+                           "not in the data"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing file", "empty file", "no target", "target all NaN", "single class", "non-numeric",
+     "inf", "no target given", "unknown column"],
+)
+def test_bad_input_is_a_clear_error_and_leaves_no_output(case, tmp_path):
+    args, message = _bad_inputs(tmp_path)[case]
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["fit", *args, "--epochs", "1", "--out", str(out)])
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tabattn-")]
+
+
+def test_nan_target_rows_dropped_with_warning(tmp_path):
+    frame = _frame(60)
+    frame.loc[:2, "y"] = np.nan
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        ["fit", _write(tmp_path, frame), "--target", "y", "--epochs", "1", "--out", str(out),
+         "--verbose", "0"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Dropped 3 of 60 rows" in result.output
+
+
+def test_predict_with_missing_column_is_an_error(fitted_run, adult_csv, tmp_path):
+    out, _ = fitted_run
+    data = pd.read_csv(adult_csv).drop(columns=["age"])
+    result = CliRunner().invoke(
+        main, ["predict", str(out), _write(tmp_path, data), "-o", str(tmp_path / "p.csv")]
+    )
+    assert result.exit_code != 0 and "missing feature columns" in result.output
+    assert "['age']" in result.output and not (tmp_path / "p.csv").exists()
+    result = CliRunner().invoke(main, ["predict", str(tmp_path / "nomodel"), str(adult_csv)])
+    assert result.exit_code != 0 and "No saved tabattn model" in result.output

@@ -1,0 +1,130 @@
+"""TabularClassifier / TabularRegressor end to end on real Adult rows, and their API."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+import tabattn
+from tabattn import TabularClassifier, TabularRegressor
+from tabattn.estimators import evaluation_metrics
+
+SMALL = {"n_blocks": 1, "d_token": 32, "num_heads": 4}
+
+
+@pytest.fixture(scope="module")
+def fitted_classifier(adult_small):
+    train, _ = adult_small
+    clf = TabularClassifier(
+        epochs=3, batch_size=128, learning_rate=1e-3, verbose=0, random_state=0
+    )
+    return clf.fit(train.drop(columns=["income"]), train["income"])
+
+
+def test_classifier_learns_adult(fitted_classifier, adult_small):
+    _, test = adult_small
+    X, y = test.drop(columns=["income"]), test["income"]
+    majority = (y == "<=50K").mean()
+    accuracy = fitted_classifier.score(X, y)
+    assert accuracy > majority + 0.04, (accuracy, majority)
+    metrics = evaluation_metrics(fitted_classifier, X, y)
+    assert metrics["roc_auc"] > 0.8 and metrics["log_loss"] < 0.5
+    proba = fitted_classifier.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert set(fitted_classifier.predict(X)) <= {"<=50K", ">50K"}
+
+
+def test_fitted_attributes(fitted_classifier, adult_small):
+    train, _ = adult_small
+    clf = fitted_classifier
+    assert list(clf.classes_) == ["<=50K", ">50K"]
+    assert clf.n_features_in_ == 14
+    assert list(clf.feature_names_in_) == list(train.columns.drop("income"))
+    assert len(clf.history_["loss"]) == 3 and "val_loss" in clf.history_
+    assert clf.feature_importances_.shape == (14,)
+    assert clf.feature_importances_.min() >= 0
+    np.testing.assert_allclose(clf.feature_importances_.sum(), 1.0)
+
+
+def test_save_load_identical_predictions(fitted_classifier, adult_small, tmp_path):
+    _, test = adult_small
+    X = test.drop(columns=["income"])
+    fitted_classifier.save(tmp_path / "model")
+    loaded = tabattn.load(tmp_path / "model")
+    assert isinstance(loaded, TabularClassifier)
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted_classifier.predict_proba(X))
+    np.testing.assert_array_equal(loaded.feature_importances_, fitted_classifier.feature_importances_)
+    assert loaded.get_params() == fitted_classifier.get_params()
+
+
+def test_prediction_does_not_depend_on_batch(fitted_classifier, adult_small):
+    X = adult_small[1].drop(columns=["income"]).iloc[:50]
+    together = fitted_classifier.predict_proba(X)
+    one_by_one = np.concatenate([fitted_classifier.predict_proba(X.iloc[[i]]) for i in range(5)])
+    np.testing.assert_allclose(one_by_one, together[:5], atol=1e-5)
+
+
+def test_random_state_makes_fit_repeatable(adult_small):
+    train, test = adult_small
+    X, y = train.drop(columns=["income"]).iloc[:600], train["income"].iloc[:600]
+    kwargs = dict(epochs=1, model_params=SMALL, verbose=0, random_state=3)
+    a = TabularClassifier(**kwargs).fit(X, y).predict_proba(test.iloc[:100])
+    b = TabularClassifier(**kwargs).fit(X, y).predict_proba(test.iloc[:100])
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_sklearn_conventions():
+    clf = TabularClassifier(epochs=7, model_params={"n_blocks": 1})
+    assert clf.get_params()["epochs"] == 7
+    assert clone(clf).get_params() == clf.get_params()
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        clf.predict(np.zeros((2, 3)))
+
+
+def test_regressor_on_numpy_and_eval_set(rng, tmp_path):
+    X = rng.normal(size=(600, 4))
+    y = 3.0 * X[:, 0] - 2.0 * X[:, 1] ** 2 + 100.0
+    reg = TabularRegressor(
+        epochs=12, batch_size=64, learning_rate=3e-3, model_params=SMALL, verbose=0,
+        random_state=0,
+    )
+    reg.fit(X[:500], y[:500], eval_set=(X[500:], y[500:]))
+    assert not hasattr(reg, "feature_names_in_") and reg.n_features_in_ == 4
+    predicted = reg.predict(X[500:])
+    assert abs(predicted.mean() - 100) < 2  # standardisation is undone
+    assert reg.score(X[500:], y[500:]) > 0.5
+    reg.save(tmp_path / "reg")
+    np.testing.assert_array_equal(tabattn.load(tmp_path / "reg").predict(X[500:]), predicted)
+
+
+def test_multiclass_and_class_weight(rng):
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.choice(["u", "v"], 300)})
+    y = np.where(X["a"] > 0.8, "high", np.where(X["a"] < -0.8, "low", "mid"))
+    clf = TabularClassifier(
+        epochs=2, model_params=SMALL, class_weight="balanced", verbose=0, random_state=0
+    ).fit(X, y)
+    assert list(clf.classes_) == ["high", "low", "mid"]
+    assert clf.predict_proba(X).shape == (300, 3)
+    assert set(evaluation_metrics(clf, X, y)) == {"accuracy", "roc_auc", "log_loss"}
+
+
+def test_bad_targets(rng):
+    X = pd.DataFrame({"a": rng.normal(size=20)})
+    clf = TabularClassifier(epochs=1, model_params=SMALL, verbose=0)
+    with pytest.raises(ValueError, match="single class"):
+        clf.fit(X, ["yes"] * 20)
+    with pytest.raises(ValueError, match="no values"):
+        clf.fit(X, [np.nan] * 20)
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        clf.fit(X, [0, 1] * 5)
+    with pytest.warns(UserWarning, match="Dropped 2 of 20 rows"):
+        clf.fit(X, [0, 1] * 9 + [np.nan, np.nan])
+
+
+def test_missing_column_at_predict(fitted_classifier, adult_small):
+    X = adult_small[1].drop(columns=["income", "age"])
+    with pytest.raises(ValueError, match=r"missing feature columns.*\['age'\]"):
+        fitted_classifier.predict(X)

@@ -1,0 +1,175 @@
+"""The shared layer contract: every public layer goes through the same checks on each backend.
+
+A new layer is one new row in ``CASES``. Each row gives a factory, the positional inputs
+(arrays, or dicts of arrays), keyword tensor inputs (e.g. masks) and whether the layer can
+return attention scores. The checks: config round-trip; build + symbolic call matching
+``compute_output_shape``; eager call; one ``fit`` step (XLA where the backend has it) that
+changes every trainable weight (so gradients reach all of them); ``.keras`` save/load with
+identical outputs; mixed precision with float32 weights and float32 attention scores.
+"""
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import pytest
+
+import tabattn.layers as L
+from tabattn.models import FTTransformerBlock
+
+BACKEND = keras.backend.backend()
+_rng = np.random.default_rng(0)
+
+
+def _floats(*shape):
+    return _rng.normal(size=shape).astype("float32")
+
+
+@dataclasses.dataclass
+class Case:
+    id: str
+    make: Callable[[], keras.layers.Layer]
+    args: tuple
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    returns_scores: bool = False
+
+
+CASES = [
+    Case("MultiHeadAttention/self", lambda: L.MultiHeadAttention(2, 8, dropout=0.1),
+         (_floats(4, 5, 6),), returns_scores=True),
+    Case("MultiHeadAttention/cross+mask", lambda: L.MultiHeadAttention(4, 8),
+         (_floats(4, 3, 6), _floats(4, 5, 7), _floats(4, 5, 9)),
+         {"attention_mask": _rng.random((4, 3, 5)) > 0.3}, returns_scores=True),
+    Case("FeatureTokenizer/mixed", lambda: L.FeatureTokenizer(8, (3, 4)),
+         ({"numeric": _floats(6, 2),
+           "categorical": _rng.integers(0, 4, (6, 2)).astype("int32")},)),
+    Case("FeatureTokenizer/numeric", lambda: L.FeatureTokenizer(8), (_floats(6, 3),)),
+    Case("CLSToken", lambda: L.CLSToken(8), (_floats(4, 5, 8),)),
+    Case("FTTransformerBlock", lambda: FTTransformerBlock(8, 2, 12, 0.1, 0.1, 0.1),
+         (_floats(4, 5, 8),), returns_scores=True),
+    Case("FTTransformerBlock/cls_only",
+         lambda: FTTransformerBlock(8, 2, 12, attention_norm=False, cls_only=True),
+         (_floats(4, 5, 8),), returns_scores=True),
+]
+
+
+def test_every_public_layer_has_a_case():
+    covered = {case.make().__class__.__name__ for case in CASES}
+    assert set(L.__all__) <= covered, f"no contract case for {set(L.__all__) - covered}"
+
+
+# --- helpers ------------------------------------------------------------------------------
+def _map(fn, value):
+    if isinstance(value, dict):
+        return {k: fn(v) for k, v in value.items()}
+    return fn(value)
+
+
+def _symbolic(array):
+    return keras.Input(shape=array.shape[1:], dtype=str(array.dtype), batch_size=None)
+
+
+def _shape(value):
+    return _map(lambda a: tuple(a.shape), value)
+
+
+def _first(outputs):
+    return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+
+
+def _wrap(case, layer):
+    """A functional model around ``layer``, with one keras.Input per input array."""
+    args = [_map(_symbolic, a) for a in case.args]
+    kwargs = {k: _symbolic(v) for k, v in case.kwargs.items()}
+    outputs = _first(layer(*args, **kwargs))
+    flat_inputs = []
+    for a in args + list(kwargs.values()):
+        flat_inputs.extend(a.values() if isinstance(a, dict) else [a])
+    return keras.Model(flat_inputs, outputs), _flat_arrays(case)
+
+
+def _flat_arrays(case):
+    arrays = []
+    for a in list(case.args) + list(case.kwargs.values()):
+        arrays.extend(a.values() if isinstance(a, dict) else [a])
+    return arrays
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+# --- the contract -------------------------------------------------------------------------
+@pytest.fixture(params=CASES, ids=[c.id for c in CASES])
+def case(request):
+    return request.param
+
+
+def test_config_round_trip(case):
+    layer = case.make()
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    init_args = set(type(layer).__init__.__code__.co_varnames[1 : type(layer).__init__.__code__.co_argcount])
+    assert init_args <= set(config), f"get_config misses {init_args - set(config)}"
+
+
+def test_symbolic_call_matches_compute_output_shape(case):
+    layer = case.make()
+    args = [_map(_symbolic, a) for a in case.args]
+    kwargs = {k: _symbolic(v) for k, v in case.kwargs.items()}
+    outputs = _first(layer(*args, **kwargs))
+    assert layer.built
+    expected = layer.compute_output_shape(*[_map(lambda t: t.shape, a) for a in args])
+    assert tuple(outputs.shape) == tuple(expected)
+
+
+def test_eager_call(case):
+    layer = case.make()
+    outputs = layer(*case.args, **case.kwargs)
+    expected = layer.compute_output_shape(*[_shape(a) for a in case.args])
+    assert tuple(_first(outputs).shape) == tuple(expected)
+    assert np.isfinite(_np(_first(outputs))).all()
+    if case.returns_scores:
+        outputs, scores = layer(*case.args, **case.kwargs, return_attention_scores=True)
+        np.testing.assert_allclose(_np(scores).sum(-1), 1.0, atol=1e-5)
+
+
+def test_fit_step_reaches_every_trainable_weight(case):
+    layer = case.make()
+    model, arrays = _wrap(case, layer)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        loss="mse",
+        jit_compile=BACKEND in ("jax", "tensorflow"),  # XLA where the backend offers it
+    )
+    target = _rng.normal(size=_np(model(arrays)).shape).astype("float32")
+    before = [_np(w).copy() for w in layer.trainable_weights]
+    assert before, "a layer with no trainable weights needs its own contract"
+    model.fit(arrays, target, epochs=1, batch_size=len(target), verbose=0)
+    for weight, old in zip(layer.trainable_weights, before):
+        assert not np.array_equal(_np(weight), old), f"no gradient reached {weight.path}"
+
+
+def test_keras_save_load_identical_outputs(case, tmp_path):
+    model, arrays = _wrap(case, case.make())
+    expected = _np(model.predict(arrays, verbose=0))
+    path = os.path.join(tmp_path, "layer.keras")
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(_np(reloaded.predict(arrays, verbose=0)), expected)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision(case, policy):
+    keras.config.set_dtype_policy(policy)
+    layer = case.make()
+    outputs = layer(*case.args, **case.kwargs)
+    compute_dtype = policy.split("_")[1]
+    assert keras.ops.dtype(_first(outputs)) == compute_dtype
+    assert all(w.dtype == "float32" for w in layer.weights)
+    if case.returns_scores:
+        _, scores = layer(*case.args, **case.kwargs, return_attention_scores=True)
+        assert keras.ops.dtype(scores) == "float32"
