@@ -1,5 +1,7 @@
 """Classic attention mechanisms: scaled dot-product and multi-head attention."""
 
+__all__ = ["MultiHeadAttention"]
+
 import math
 
 import keras

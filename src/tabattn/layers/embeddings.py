@@ -1,5 +1,7 @@
 """Feature tokenizers: turn the columns of a table into tokens for attention layers."""
 
+__all__ = ["CLSToken", "FeatureTokenizer"]
+
 import math
 
 import keras

@@ -1,0 +1,3 @@
+"""(Being written: see issue 4.)"""
+
+__all__ = []

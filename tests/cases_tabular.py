@@ -1,0 +1,7 @@
+"""Contract cases for ``tabattn/layers/tabular.py``."""
+
+from contract import Case, floats, rng  # noqa: F401
+
+import tabattn.layers as L  # noqa: F401
+
+CASES = []
