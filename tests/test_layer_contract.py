@@ -72,12 +72,23 @@ def _first(outputs):
     return outputs[0] if isinstance(outputs, (tuple, list)) else outputs
 
 
-def _wrap(case, layer):
-    """A functional model around ``layer``, with one keras.Input per input array."""
+def _wrap(case, layer, probe=False):
+    """A functional model around ``layer``, with one keras.Input per input array.
+
+    With ``probe``, every float positional input first goes through its own trainable
+    square ``Dense`` (no bias), so a weightless layer still has gradients to check.
+    """
     args = [_map(_symbolic, a) for a in case.args]
     kwargs = {k: _symbolic(v) for k, v in case.kwargs.items()}
-    outputs = _first(layer(*args, **kwargs, **case.options))
     flat_inputs = [leaf for a in args + list(kwargs.values()) for leaf in _leaves(a)]
+    if probe:
+        def project(t):
+            if "float" not in str(t.dtype):
+                return t
+            return keras.layers.Dense(t.shape[-1], use_bias=False)(t)
+
+        args = [_map(project, a) for a in args]
+    outputs = _first(layer(*args, **kwargs, **case.options))
     return keras.Model(flat_inputs, outputs), _flat_arrays(case)
 
 
@@ -138,17 +149,20 @@ def test_eager_call(case):
 
 def test_fit_step_reaches_every_trainable_weight(case):
     layer = case.make()
-    model, arrays = _wrap(case, layer)
+    model, arrays = _wrap(case, layer, probe=not case.make().weights)
     model.compile(
         optimizer=keras.optimizers.SGD(0.1),
         loss="mse",
         jit_compile=BACKEND in ("jax", "tensorflow"),  # XLA where the backend offers it
     )
     target = rng.normal(size=_np(model(arrays)).shape).astype("float32")
-    before = [_np(w).copy() for w in layer.trainable_weights]
-    assert before, "a layer with no trainable weights needs its own contract"
+    # A layer without weights of its own is checked through the float "probe" projections
+    # in front of it: their gradients must pass through the layer.
+    weights = model.trainable_weights
+    before = [_np(w).copy() for w in weights]
+    assert before, "nothing to train"
     model.fit(arrays, target, epochs=1, batch_size=len(target), verbose=0)
-    for weight, old in zip(layer.trainable_weights, before):
+    for weight, old in zip(weights, before):
         assert not np.array_equal(_np(weight), old), f"no gradient reached {weight.path}"
 
 
