@@ -12,6 +12,9 @@ import tabattn
 from tabattn.cli import main
 
 
+SMALL = '{"n_blocks": 2, "d_token": 32, "num_heads": 4}'
+
+
 @pytest.fixture(scope="module")
 def adult_csv(adult_small, tmp_path_factory):
     train, test = adult_small
@@ -29,7 +32,7 @@ def fitted_run(adult_csv, tmp_path_factory):
     result = CliRunner().invoke(
         main,
         ["fit", str(adult_csv), "--target", "income", "--epochs", "3", "--out", str(out),
-         "--verbose", "0"],
+         "--verbose", "0", "--learning-rate", "1e-3", "--model-params", SMALL],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result.output
@@ -89,7 +92,10 @@ def _bad_inputs(tmp_path):
     strings = frame.assign(x=["1.5"] * 39 + ["big"])
     infinite = frame.assign(x=[np.inf] + [0.0] * 39)
     (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "garbage.parquet").write_bytes(b"\x00\xffnot parquet")
     return {
+        "unreadable file": ([str(tmp_path / "garbage.parquet"), "--target", "y"],
+                            "Could not read"),
         "missing file": ([str(tmp_path / "nope.csv"), "--target", "y"], "not found"),
         "empty file": ([str(tmp_path / "empty.csv"), "--target", "y"], "empty"),
         "no target": ([_write(tmp_path, frame), "--target", "z"], "Target column 'z' not found"),
@@ -106,17 +112,27 @@ def _bad_inputs(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "empty file", "no target", "target all NaN", "single class", "non-numeric",
+    ["missing file", "unreadable file", "empty file", "no target", "target all NaN", "single class", "non-numeric",
      "inf", "no target given", "unknown column"],
 )
 def test_bad_input_is_a_clear_error_and_leaves_no_output(case, tmp_path):
     args, message = _bad_inputs(tmp_path)[case]
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["fit", *args, "--epochs", "1", "--out", str(out)])
+    result = CliRunner().invoke(
+        main, ["fit", *args, "--epochs", "1", "--out", str(out), "--model-params", SMALL]
+    )
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert not out.exists()
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".tabattn-")]
+
+
+@pytest.mark.parametrize("text", ["{bad json", "[1, 2]"])
+def test_bad_model_params(text, tmp_path):
+    result = CliRunner().invoke(
+        main, ["fit", _write(tmp_path, _frame()), "--target", "y", "--model-params", text]
+    )
+    assert result.exit_code == 2 and "--model-params" in result.output
 
 
 def test_nan_target_rows_dropped_with_warning(tmp_path):
@@ -126,7 +142,7 @@ def test_nan_target_rows_dropped_with_warning(tmp_path):
     result = CliRunner().invoke(
         main,
         ["fit", _write(tmp_path, frame), "--target", "y", "--epochs", "1", "--out", str(out),
-         "--verbose", "0"],
+         "--verbose", "0", "--model-params", SMALL],
     )
     assert result.exit_code == 0, result.output
     assert "Dropped 3 of 60 rows" in result.output

@@ -10,13 +10,15 @@ from tabattn import TabularClassifier, TabularRegressor
 from tabattn.estimators import evaluation_metrics
 
 SMALL = {"n_blocks": 1, "d_token": 32, "num_heads": 4}
+MEDIUM = {"n_blocks": 2, "d_token": 64, "num_heads": 4}
 
 
 @pytest.fixture(scope="module")
 def fitted_classifier(adult_small):
     train, _ = adult_small
     clf = TabularClassifier(
-        epochs=3, batch_size=128, learning_rate=1e-3, verbose=0, random_state=0
+        epochs=3, batch_size=128, learning_rate=1e-3, model_params=MEDIUM, verbose=0,
+        random_state=0,
     )
     return clf.fit(train.drop(columns=["income"]), train["income"])
 
@@ -88,14 +90,14 @@ def test_regressor_on_numpy_and_eval_set(rng, tmp_path):
     X = rng.normal(size=(600, 4))
     y = 3.0 * X[:, 0] - 2.0 * X[:, 1] ** 2 + 100.0
     reg = TabularRegressor(
-        epochs=12, batch_size=64, learning_rate=3e-3, model_params=SMALL, verbose=0,
+        epochs=30, batch_size=64, learning_rate=3e-3, model_params=SMALL, verbose=0,
         random_state=0,
     )
     reg.fit(X[:500], y[:500], eval_set=(X[500:], y[500:]))
     assert not hasattr(reg, "feature_names_in_") and reg.n_features_in_ == 4
     predicted = reg.predict(X[500:])
-    assert abs(predicted.mean() - 100) < 2  # standardisation is undone
-    assert reg.score(X[500:], y[500:]) > 0.5
+    assert abs(predicted.mean() - y[500:].mean()) < 0.5 * y.std()  # standardisation undone
+    assert reg.score(X[500:], y[500:]) > 0.6
     reg.save(tmp_path / "reg")
     np.testing.assert_array_equal(tabattn.load(tmp_path / "reg").predict(X[500:]), predicted)
 

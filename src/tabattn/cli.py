@@ -63,9 +63,14 @@ def main():
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
               help="Maximum epochs (early stopping with patience 16 on validation loss).")
 @click.option("--time-limit", type=click.FloatRange(min=0), default=240.0, show_default=True,
-              help="Stop training after the epoch that ends past this many seconds "
-                   "(best epoch kept). 0: no limit.")
+              help="Seconds from start to the end of training: no epoch starts that would "
+                   "end later (the best epoch is kept). 0: no limit.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4,
+              show_default=True, help="AdamW learning rate (paper default).")
+@click.option("--model-params", default=None, metavar="JSON",
+              help='JSON object overriding FTTransformer.default_config(), '
+                   'e.g. \'{"n_blocks": 2, "d_token": 64}\'.')
 @click.option("--categorical", multiple=True, help="Force a column to be categorical (repeatable).")
 @click.option("--numeric", multiple=True, help="Force a column to be numeric (repeatable).")
 @click.option("--split-column", default=None,
@@ -78,11 +83,12 @@ def main():
               help="Output directory (default runs/<data-name>-<UTC timestamp>).")
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 silent, 1 progress bar, 2 one line per epoch.")
-def fit(data, target, task, epochs, time_limit, batch_size, categorical, numeric, split_column,
-        class_weight, seed, out, verbose):
+def fit(data, target, task, epochs, time_limit, batch_size, learning_rate, model_params,
+        categorical, numeric, split_column, class_weight, seed, out, verbose):
     """Train on DATA (CSV, CSV.GZ or Parquet; default: the bundled Adult data), evaluate on a
     held-out test split, and save the model, metrics and feature importances."""
     started = time.monotonic()
+    model_params = _parse_model_params(model_params)
     backend = _select_backend()
     click.echo(f"Keras backend: {backend}")
     from tabattn import data as tdata
@@ -122,9 +128,12 @@ def fit(data, target, task, epochs, time_limit, batch_size, categorical, numeric
     )
     if os.path.exists(out) and os.listdir(out):
         _fail(f"Output directory {out!r} exists and is not empty; choose another --out")
+    # The time budget covers the whole command, so count what was spent before training.
+    remaining = max(time_limit - (time.monotonic() - started), 1.0) if time_limit else None
     params = dict(
-        epochs=epochs, batch_size=batch_size, categorical=list(categorical) or None,
-        numeric=list(numeric) or None, time_limit=time_limit or None, random_state=seed,
+        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        model_params=model_params, categorical=list(categorical) or None,
+        numeric=list(numeric) or None, time_limit=remaining, random_state=seed,
         verbose=verbose,
     )
     if task == "classification":
@@ -165,6 +174,20 @@ def fit(data, target, task, epochs, time_limit, batch_size, categorical, numeric
         raise
     _print_results(metrics, importances)
     click.echo(f"Saved model, metrics and feature importances to {out}")
+
+
+def _parse_model_params(text):
+    if text is None:
+        return None
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise click.BadParameter(f"not valid JSON ({error})", param_hint="--model-params")
+    if not isinstance(params, dict):
+        raise click.BadParameter(
+            f"expected a JSON object, received {text!r}", param_hint="--model-params"
+        )
+    return params
 
 
 def _train_test(frame, target, split_column, task, seed):

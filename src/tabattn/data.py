@@ -60,18 +60,19 @@ def read_table(source):
         if os.path.isdir(path):
             raise ValueError(f"Expected a data file, got a directory: {path!r}")
         lower = path.lower()
+        if lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".txt")):
+            reader = pd.read_csv
+        elif lower.endswith((".parquet", ".pq")):
+            reader = pd.read_parquet
+        else:
+            raise ValueError(
+                f"Unsupported file type for {path!r}: expected .csv, .csv.gz or .parquet"
+            )
         try:
-            if lower.endswith((".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".txt")):
-                frame = pd.read_csv(path)
-            elif lower.endswith((".parquet", ".pq")):
-                frame = pd.read_parquet(path)
-            else:
-                raise ValueError(
-                    f"Unsupported file type for {path!r}: expected .csv, .csv.gz or .parquet"
-                )
+            frame = reader(path)
         except pd.errors.EmptyDataError:
             raise ValueError(f"Data file is empty: {path!r}") from None
-        except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
+        except (ValueError, UnicodeDecodeError, OSError) as error:  # parser and Arrow errors
             raise ValueError(f"Could not read {path!r}: {error}") from error
     if frame.shape[0] == 0:
         raise ValueError(f"The table has no rows (columns: {list(frame.columns)})")

@@ -295,7 +295,9 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     Fitted attributes:
         ``model_`` (the Keras model, returning logits), ``classes_``, ``n_features_in_``,
         ``feature_names_in_`` (DataFrame input only), ``history_`` (Keras history dict),
-        ``best_epoch_``, ``feature_importances_`` (attention-based, one per column, sum 1),
+        ``best_epoch_``, ``feature_importances_`` (the FT-Transformer attention importance
+        of Gorishniy et al. 2021 §5.3, one per input column, summing to 1, computed on at
+        most 2,048 validation rows; a missing-value flag counts for its column),
         ``preprocessor_``.
 
     Example:
