@@ -51,7 +51,7 @@ def _fused_attention(q, k, v, mask, scale):
     kernel needs the same size for keys and values), ``mask`` is ``(batch, 1, Tq, Tv)`` or
     None. Returns the context ``(batch, Tq, heads, d)`` in the dtype of ``q``.
     """
-    compute_dtype = q.dtype
+    compute_dtype = ops.dtype(q)  # a string on every backend (torch dtypes are not)
     if compute_dtype in ("float16", "bfloat16"):
         # Keep the logits and the softmax in float32 under mixed precision.
         q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
