@@ -1,7 +1,13 @@
 """Contract cases for ``tabattn/layers/tabular.py``."""
 
-from contract import Case, floats, rng  # noqa: F401
+from contract import Case, floats
 
-import tabattn.layers as L  # noqa: F401
+import tabattn.layers as L
 
-CASES = []
+# Scores are a dict of feature and sample scores, checked in test_tabular.py; `context` is
+# left out as for IntersampleAttention.
+CASES = [
+    Case("TabularAttention/table", lambda: L.TabularAttention(2, 8), (floats(6, 4),)),
+    Case("TabularAttention/tokens", lambda: L.TabularAttention(2, 8, dropout_rate=0),
+         (floats(6, 4, 5),)),
+]
