@@ -1,6 +1,6 @@
 """Public tabattn layers, grouped by family (one module each).
 
-- ``classic``: scaled dot-product and multi-head attention and their classic relatives.
+- ``classic``: dot-product, multi-head, relative-position, Bahdanau and Luong attention.
 - ``embeddings``: feature tokenizers that turn table columns into tokens.
 - ``row``: attention across rows (samples).
 - ``column``: attention and selection across columns (features).
@@ -9,23 +9,42 @@
 - ``channel``: channel attention for 1D CNNs over features.
 """
 
-from tabattn.layers import channel, classic, column, embeddings, mixing, row, tabular
-from tabattn.layers.channel import *  # noqa: F401,F403
-from tabattn.layers.classic import *  # noqa: F401,F403
-from tabattn.layers.column import *  # noqa: F401,F403
-from tabattn.layers.embeddings import *  # noqa: F401,F403
-from tabattn.layers.mixing import *  # noqa: F401,F403
-from tabattn.layers.row import *  # noqa: F401,F403
-from tabattn.layers.tabular import *  # noqa: F401,F403
-
-__all__ = sorted(
-    [
-        *channel.__all__,
-        *classic.__all__,
-        *column.__all__,
-        *embeddings.__all__,
-        *mixing.__all__,
-        *row.__all__,
-        *tabular.__all__,
-    ]
+from tabattn.layers.channel import (
+    ChannelAttention,
+    ConvChannelAttention,
+    MultiHeadChannelAttention,
+    SqueezeExcitation1D,
 )
+from tabattn.layers.classic import (
+    BahdanauAttention,
+    DotProductAttention,
+    LuongAttention,
+    MultiHeadAttention,
+    RelativePositionalAttention,
+)
+from tabattn.layers.column import ColumnAttention, GatedResidualNetwork, VariableSelection
+from tabattn.layers.embeddings import CLSToken, FeatureTokenizer
+from tabattn.layers.mixing import SparseAttentionWeighting
+from tabattn.layers.row import IntersampleAttention, RowAttention
+from tabattn.layers.tabular import TabularAttention
+
+__all__ = [
+    "BahdanauAttention",
+    "CLSToken",
+    "ChannelAttention",
+    "ColumnAttention",
+    "ConvChannelAttention",
+    "DotProductAttention",
+    "FeatureTokenizer",
+    "GatedResidualNetwork",
+    "IntersampleAttention",
+    "LuongAttention",
+    "MultiHeadAttention",
+    "MultiHeadChannelAttention",
+    "RelativePositionalAttention",
+    "RowAttention",
+    "SparseAttentionWeighting",
+    "SqueezeExcitation1D",
+    "TabularAttention",
+    "VariableSelection",
+]

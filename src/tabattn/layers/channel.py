@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from tabattn.layers import _checks
+from tabattn.layers._attention import explicit_attention, fused_attention
 
 _DATA_FORMATS = {"channels_last", "channels_first"}
 
@@ -44,31 +45,15 @@ def _channels_last(x, data_format):
 
 
 def _attention(q, k, v, return_attention_scores):
-    """Scaled dot-product attention over steps, heads kept apart.
+    """Scaled dot-product attention over steps, heads kept apart (no mask, no dropout).
 
-    ``q`` and ``k`` are ``(batch, steps, heads, depth)``, ``v`` is
-    ``(batch, steps, heads, depth_v)``. Returns the context ``(batch, steps, heads, depth_v)``
-    in the compute dtype of ``q``, and the float32 scores ``(batch, heads, steps, steps)``
-    when requested (else None). Logits and softmax run in float32 under mixed precision.
+    ``q``/``k`` ``(batch, steps, heads, depth)``, ``v`` ``(batch, steps, heads, depth_v)``.
+    Returns ``(context (batch, steps, heads, depth_v), scores or None)``.
     """
-    compute_dtype = ops.dtype(q)  # a string on every backend (torch's q.dtype is not)
     scale = 1.0 / math.sqrt(q.shape[-1])
     if return_attention_scores:
-        logits = ops.einsum("bqhd,bkhd->bhqk", ops.cast(q, "float32"), ops.cast(k, "float32"))
-        scores = ops.softmax(logits * scale, axis=-1)
-        context = ops.einsum("bhqk,bkhd->bqhd", ops.cast(scores, compute_dtype), v)
-        return context, scores
-    if compute_dtype in ("float16", "bfloat16"):
-        q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
-    depth, depth_v = q.shape[-1], v.shape[-1]
-    if depth != depth_v:
-        # JAX's kernel needs one depth for q, k and v: zero-pad the smaller side (zeros add
-        # nothing to Q Kᵀ) and slice the padding off the context.
-        width = max(depth, depth_v)
-        q, k = (ops.pad(t, [(0, 0)] * 3 + [(0, width - depth)]) for t in (q, k))
-        v = ops.pad(v, [(0, 0)] * 3 + [(0, width - depth_v)])
-    context = ops.dot_product_attention(q, k, v, scale=scale)[..., :depth_v]
-    return ops.cast(context, compute_dtype), None
+        return explicit_attention(q, k, v, None, scale)
+    return fused_attention(q, k, v, None, scale), None
 
 
 @keras.saving.register_keras_serializable(package="tabattn")

@@ -19,64 +19,13 @@ import keras
 from keras import ops
 
 from tabattn.layers import _checks
+from tabattn.layers._attention import (
+    as_attention_mask,
+    explicit_attention,
+    fused_attention,
+    masked_softmax,
+)
 
-# Logit given to masked positions before the softmax: large enough to vanish, small enough
-# to stay finite in float32 (so a fully masked row has no inf - inf = NaN).
-_MASK_LOGIT = -1e9
-
-
-def _as_attention_mask(mask, query_len):
-    """Turn a boolean mask broadcastable to (batch, Tq, Tv) into (batch, 1, Tq, Tv)."""
-    mask = ops.cast(mask, "bool")
-    if len(mask.shape) == 2:  # (batch, Tv): a key padding mask
-        mask = ops.expand_dims(mask, axis=1)
-    mask = ops.expand_dims(mask, axis=1)  # heads axis
-    # Make the Tq axis explicit: fused kernels need it, and it is cheap.
-    return ops.logical_and(mask, ops.ones((1, 1, query_len, 1), dtype="bool"))
-
-
-def _masked_softmax(logits, mask=None, axis=-1):
-    """Float32 softmax over ``axis``; masked entries get 0 and fully masked rows are all 0."""
-    logits = ops.cast(logits, "float32")
-    if mask is None:
-        return ops.softmax(logits, axis=axis)
-    weights = ops.softmax(ops.where(mask, logits, _MASK_LOGIT), axis=axis)
-    return ops.where(ops.any(mask, axis=axis, keepdims=True), weights, 0.0)
-
-
-def _fused_attention(q, k, v, mask, scale):
-    """``softmax(scale * Q Kᵀ) V`` with ``keras.ops.dot_product_attention``.
-
-    ``q`` is ``(batch, Tq, heads, d)``, ``k`` and ``v`` are ``(batch, Tv, heads, d)`` (JAX's
-    kernel needs the same size for keys and values), ``mask`` is ``(batch, 1, Tq, Tv)`` or
-    None. Returns the context ``(batch, Tq, heads, d)`` in the dtype of ``q``.
-    """
-    compute_dtype = ops.dtype(q)  # a string on every backend (torch dtypes are not)
-    if compute_dtype in ("float16", "bfloat16"):
-        # Keep the logits and the softmax in float32 under mixed precision.
-        q, k, v = (ops.cast(t, "float32") for t in (q, k, v))
-    context = ops.dot_product_attention(q, k, v, mask=mask, scale=scale)
-    if mask is not None:
-        # Fused kernels average the values of a fully masked row; we want zeros.
-        any_key = ops.any(mask, axis=-1)  # (batch, 1, Tq)
-        any_key = ops.transpose(any_key, (0, 2, 1))[..., None]  # (batch, Tq, 1, 1)
-        context = ops.where(any_key, context, ops.zeros_like(context))
-    return ops.cast(context, compute_dtype)
-
-
-def _explicit_attention(q, k, v, mask, scale, dropout_layer, training):
-    """The same attention with an explicit float32 softmax; also returns the probabilities.
-
-    Shapes as in ``_fused_attention``, except that ``v`` may have its own size ``d_v``.
-    Returns ``(context (batch, Tq, heads, d_v), scores (batch, heads, Tq, Tv) float32)``;
-    dropout (in training) acts on the probabilities that weight the values, not on
-    ``scores``.
-    """
-    logits = ops.einsum("bqhd,bkhd->bhqk", ops.cast(q, "float32"), ops.cast(k, "float32"))
-    scores = _masked_softmax(logits * scale, mask)
-    probs = dropout_layer(ops.cast(scores, v.dtype), training=training)
-    context = ops.einsum("bhqk,bkhd->bqhd", probs, v)
-    return context, scores
 
 
 @keras.saving.register_keras_serializable(package="tabattn")
@@ -186,16 +135,16 @@ class DotProductAttention(keras.layers.Layer):
         # A heads axis of 1: the (batch, T, heads, d) layout of the shared kernels.
         q, k, v = (ops.expand_dims(t, axis=2) for t in (query, key, value))
         if mask is not None:
-            mask = _as_attention_mask(mask, ops.shape(q)[1])
+            mask = as_attention_mask(mask, ops.shape(q)[1])
         scale = 1.0 / math.sqrt(query.shape[-1]) if self.use_scale else 1.0
         dropout_active = self.dropout > 0 and training
-        if return_attention_scores or dropout_active or key.shape[-1] != value.shape[-1]:
-            context, scores = _explicit_attention(
+        if return_attention_scores or dropout_active:
+            context, scores = explicit_attention(
                 q, k, v, mask, scale, self.dropout_layer, training
             )
             scores = scores[:, 0]  # (batch, Tq, Tv)
         else:
-            context, scores = _fused_attention(q, k, v, mask, scale), None
+            context, scores = fused_attention(q, k, v, mask, scale), None
         outputs = context[:, :, 0]  # (batch, Tq, d_v)
         if single_query:
             outputs = outputs[:, 0]
@@ -236,8 +185,9 @@ class MultiHeadAttention(keras.layers.Layer):
 
     Queries, keys and values are projected to ``num_heads`` heads of size
     ``head_dim = embedding_dim // num_heads``; each head computes
-    ``softmax(Q Kᵀ / √head_dim) V``; the heads are concatenated and projected back to
-    ``embedding_dim``. The kernel is ``keras.ops.dot_product_attention`` (fused on every
+    ``softmax(Q Kᵀ / √head_dim) V``; the heads are concatenated and projected to
+    ``output_dim`` (default ``embedding_dim``). The kernel is
+    ``keras.ops.dot_product_attention`` (fused on every
     backend) unless attention scores are requested or attention dropout is active in
     training, which need the probabilities themselves; then an explicit float32 softmax is
     used. Both paths agree to 1e-5. Under mixed precision the logits and softmax are computed
@@ -252,6 +202,8 @@ class MultiHeadAttention(keras.layers.Layer):
             positive integer divisible by ``num_heads``.
         dropout: dropout rate on the attention probabilities during training, in [0, 1).
             Default 0.0.
+        output_dim: size of the output projection, a positive integer; default ``None``
+            means ``embedding_dim`` (Keras's ``output_shape``).
         **kwargs: standard ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
 
     Call arguments:
@@ -267,15 +219,15 @@ class MultiHeadAttention(keras.layers.Layer):
         return_attention_scores: if ``True``, also return the attention probabilities.
 
     Returns:
-        ``outputs`` of shape ``(batch_size, query_len, embedding_dim)``; with
+        ``outputs`` of shape ``(batch_size, query_len, output_dim)``; with
         ``return_attention_scores=True``, ``(outputs, attention_scores)`` where
         ``attention_scores`` has shape ``(batch_size, num_heads, query_len, value_len)``,
         dtype float32, and sums to 1 over the last axis (0 for fully masked queries).
 
     Raises:
-        ValueError: if ``num_heads`` or ``embedding_dim`` is not a positive integer,
-            ``embedding_dim % num_heads != 0``, ``dropout`` is outside [0, 1), or the
-            inputs are not of rank 3.
+        ValueError: if ``num_heads``, ``embedding_dim`` or ``output_dim`` is not a positive
+            integer, ``embedding_dim % num_heads != 0``, ``dropout`` is outside [0, 1), or
+            the inputs are not of rank 3.
 
     Example:
 
@@ -290,7 +242,7 @@ class MultiHeadAttention(keras.layers.Layer):
         Vaswani et al., "Attention Is All You Need", NeurIPS 2017, §3.2.
     """
 
-    def __init__(self, num_heads, embedding_dim, dropout=0.0, **kwargs):
+    def __init__(self, num_heads, embedding_dim, dropout=0.0, output_dim=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = _checks.positive_int("num_heads", num_heads)
         self.embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
@@ -300,7 +252,12 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"Received: embedding_dim={embedding_dim}, num_heads={num_heads}"
             )
         self.dropout = _checks.rate("dropout", dropout)
+        self.output_dim = _checks.positive_int("output_dim", output_dim, allow_none=True)
         self.head_dim = self.embedding_dim // self.num_heads
+
+    @property
+    def _output_size(self):
+        return self.output_dim or self.embedding_dim
 
     def build(self, query_shape, key_shape=None, value_shape=None):
         value_shape = value_shape or key_shape or query_shape
@@ -316,7 +273,7 @@ class MultiHeadAttention(keras.layers.Layer):
         self.value_dense = keras.layers.EinsumDense(name="value", bias_axes="hk", **kwargs)
         self.output_dense = keras.layers.EinsumDense(
             "bthk,hkd->btd",
-            output_shape=(None, self.embedding_dim),
+            output_shape=(None, self._output_size),
             bias_axes="d",
             name="output",
             dtype=self.dtype_policy,
@@ -345,22 +302,22 @@ class MultiHeadAttention(keras.layers.Layer):
         v = self.value_dense(value)
         mask = None
         if attention_mask is not None:
-            mask = _as_attention_mask(attention_mask, ops.shape(q)[1])
+            mask = as_attention_mask(attention_mask, ops.shape(q)[1])
         scale = 1.0 / math.sqrt(self.head_dim)
         dropout_active = self.dropout > 0 and training
         if return_attention_scores or dropout_active:
-            context, scores = _explicit_attention(
+            context, scores = explicit_attention(
                 q, k, v, mask, scale, self.dropout_layer, training
             )
         else:
-            context, scores = _fused_attention(q, k, v, mask, scale), None
+            context, scores = fused_attention(q, k, v, mask, scale), None
         outputs = self.output_dense(context)
         if return_attention_scores:
             return outputs, scores
         return outputs
 
     def compute_output_shape(self, query_shape, key_shape=None, value_shape=None):
-        return tuple(query_shape[:-1]) + (self.embedding_dim,)
+        return tuple(query_shape[:-1]) + (self._output_size,)
 
     def compute_output_spec(
         self,
@@ -372,7 +329,7 @@ class MultiHeadAttention(keras.layers.Layer):
         return_attention_scores=False,
     ):
         value = value if value is not None else (key if key is not None else query)
-        out_shape = tuple(query.shape[:-1]) + (self.embedding_dim,)
+        out_shape = tuple(query.shape[:-1]) + (self._output_size,)
         outputs = keras.KerasTensor(out_shape, dtype=self.compute_dtype)
         if not return_attention_scores:
             return outputs
@@ -382,7 +339,10 @@ class MultiHeadAttention(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            num_heads=self.num_heads, embedding_dim=self.embedding_dim, dropout=self.dropout
+            num_heads=self.num_heads,
+            embedding_dim=self.embedding_dim,
+            dropout=self.dropout,
+            output_dim=self.output_dim,
         )
         return config
 
@@ -523,8 +483,8 @@ class RelativePositionalAttention(keras.layers.Layer):
         logits = ops.einsum("bqhd,bkhd->bhqk", q32, ops.cast(k, "float32"))
         logits += ops.einsum("bqhd,qkd->bhqk", q32, ops.cast(rel_k, "float32"))
         if mask is not None:
-            mask = _as_attention_mask(mask, length)
-        scores = _masked_softmax(logits / math.sqrt(self.head_dim), mask)
+            mask = as_attention_mask(mask, length)
+        scores = masked_softmax(logits / math.sqrt(self.head_dim), mask)
         probs = self.dropout_layer(ops.cast(scores, v.dtype), training=training)
         context = ops.einsum("bhqk,bkhd->bqhd", probs, v)
         context += ops.einsum("bhqk,qkd->bqhd", probs, ops.cast(rel_v, v.dtype))
@@ -569,7 +529,7 @@ def _additive_context(values, logits, mask):
     """Weights ``(batch, T, 1)`` (float32 softmax over T) and the context ``(batch, d_v)``."""
     if mask is not None:
         mask = ops.expand_dims(ops.cast(mask, "bool"), axis=-1)
-    weights = _masked_softmax(logits, mask, axis=1)
+    weights = masked_softmax(logits, mask, axis=1)
     context = ops.sum(ops.cast(weights, values.dtype) * values, axis=1)
     return context, weights
 

@@ -195,56 +195,6 @@ class RowAttention(keras.layers.Layer):
         return config
 
 
-class _FlatRowsAttention(MultiHeadAttention):
-    """``MultiHeadAttention`` with heads of ``key_dim`` units and an output of ``output_dim``.
-
-    Keras's ``MultiHeadAttention`` meaning of ``key_dim``; only the output projection differs
-    from the parent, whose output size is tied to ``num_heads * key_dim``.
-    """
-
-    def __init__(self, num_heads, key_dim, output_dim, dropout=0.0, **kwargs):
-        super().__init__(num_heads, num_heads * key_dim, dropout=dropout, **kwargs)
-        self.key_dim = key_dim
-        self.output_dim = output_dim
-
-    def build(self, query_shape, key_shape=None, value_shape=None):
-        value_shape = value_shape or key_shape or query_shape
-        key_shape = key_shape or value_shape
-        heads = (None, self.num_heads, self.head_dim)
-        kwargs = dict(equation="btd,dhk->bthk", output_shape=heads, dtype=self.dtype_policy)
-        self.query_dense = keras.layers.EinsumDense(name="query", bias_axes="hk", **kwargs)
-        # No key bias: the softmax cancels it (see MultiHeadAttention).
-        self.key_dense = keras.layers.EinsumDense(name="key", **kwargs)
-        self.value_dense = keras.layers.EinsumDense(name="value", bias_axes="hk", **kwargs)
-        self.output_dense = keras.layers.EinsumDense(
-            "bthk,hkd->btd",
-            output_shape=(None, self.output_dim),
-            bias_axes="d",
-            name="output",
-            dtype=self.dtype_policy,
-        )
-        self.query_dense.build(query_shape)
-        self.key_dense.build(key_shape)
-        self.value_dense.build(value_shape)
-        self.output_dense.build((None, None, self.num_heads, self.head_dim))
-        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
-
-    def compute_output_shape(self, query_shape, key_shape=None, value_shape=None):
-        return tuple(query_shape[:-1]) + (self.output_dim,)
-
-    def compute_output_spec(self, query, key=None, value=None, **kwargs):
-        spec = super().compute_output_spec(query, key, value, **kwargs)
-        shape = tuple(query.shape[:-1]) + (self.output_dim,)
-        outputs = keras.KerasTensor(shape, dtype=self.compute_dtype)
-        return (outputs, spec[1]) if isinstance(spec, tuple) else outputs
-
-    def get_config(self):
-        config = super().get_config()
-        del config["embedding_dim"]
-        config.update(key_dim=self.key_dim, output_dim=self.output_dim)
-        return config
-
-
 @keras.saving.register_keras_serializable(package="tabattn")
 class IntersampleAttention(keras.layers.Layer):
     """Inter-sample attention (SAINT): each row attends to the other rows of the batch.
@@ -325,11 +275,11 @@ class IntersampleAttention(keras.layers.Layer):
                 f"Received: inputs.shape={tuple(input_shape)}"
             )
         self.row_dim = input_shape[1] * input_shape[2]
-        self.attention = _FlatRowsAttention(
+        self.attention = MultiHeadAttention(
             self.num_heads,
-            self.key_dim,
-            self.row_dim,
+            self.num_heads * self.key_dim,  # heads of key_dim units, as in Keras
             dropout=self.dropout,
+            output_dim=self.row_dim,
             name="attention",
             dtype=self.dtype_policy,
         )
