@@ -1,0 +1,250 @@
+"""Render ``BENCHMARKS.md`` from the JSON records in ``benchmarks/results/``.
+
+Never edit ``BENCHMARKS.md`` by hand: run the benchmarks, then this script. It reads every
+``*.json`` directly in the results folder (not its subfolders, so ``results/smoke/`` stays out),
+and writes:
+
+- one accuracy table per dataset: a row per model (and Keras backend), test metrics as
+  mean ± std over seeds, the number of seeds, mean training time and epochs;
+- one speed table (from ``speed.py`` records): tabattn next to its peer, with ratios;
+- the machines and library versions the records came from, and any skipped or failed runs.
+
+Usage::
+
+    python benchmarks/report.py                          # results/ -> BENCHMARKS.md
+    python benchmarks/report.py --results /tmp/smoke --out /tmp/BENCHMARKS.md
+"""
+
+import argparse
+import collections
+import glob
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common  # noqa: E402
+
+METRICS = {
+    "classification": [("accuracy", "accuracy ↑"), ("roc_auc", "ROC AUC ↑"),
+                       ("log_loss", "log loss ↓")],
+    "regression": [("rmse", "RMSE ↓"), ("mae", "MAE ↓"), ("r2", "R² ↑")],
+}
+MODEL_ORDER = ["tabattn_ft", "rtdl_ft", "mlp", "lightgbm", "xgboost", "hist_gbdt"]
+UNITS = {"california_housing": "target in units of $100k", "diamonds": "target in USD"}
+
+
+def load_records(directory):
+    records = []
+    for path in sorted(glob.glob(os.path.join(directory, "*.json"))):
+        with open(path, encoding="utf-8") as file:
+            record = json.load(file)
+        record["_file"] = os.path.basename(path)
+        records.append(record)
+    return records
+
+
+def mean_std(values):
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5  # sample std over seeds
+    return mean, std
+
+
+def fmt(values, digits=4):
+    if not values:
+        return "–"
+    mean, std = mean_std(values)
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def model_label(record):
+    label = record["model"]
+    if record.get("keras_model"):
+        label += f" ({record['backend']})"
+    return label
+
+
+def _order(label):
+    model = label.split(" ")[0]
+    return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), label)
+
+
+def accuracy_section(records):
+    lines = []
+    ok = [r for r in records if r.get("kind") == "accuracy" and r.get("status") == "ok"]
+    by_dataset = collections.defaultdict(list)
+    for record in ok:
+        by_dataset[record["dataset"]].append(record)
+    for dataset in sorted(by_dataset):
+        rows = by_dataset[dataset]
+        first = rows[0]
+        task = first["task"]
+        smoke = any(r.get("smoke") for r in rows)
+        sizes = first["rows"]
+        split = "official test split" if first.get("official_split") else "random 64/16/20"
+        note = f"; {UNITS[dataset]}" if dataset in UNITS else ""
+        lines += [
+            f"### {dataset}" + (" (smoke run: tiny subset, not a result)" if smoke else ""),
+            "",
+            f"{task}, target `{first['target']}`{note}; {sizes['total']:,} rows "
+            f"(train {sizes['train']:,} / validation {sizes['validation']:,} / "
+            f"test {sizes['test']:,}, {split}), {first['n_features']} features.",
+            "",
+        ]
+        metrics = METRICS[task]
+        lines.append("| model | " + " | ".join(h for _, h in metrics)
+                     + " | seeds | train time (s) | epochs / rounds |")
+        lines.append("|---" * (len(metrics) + 4) + "|")
+        by_model = collections.defaultdict(list)
+        for record in rows:
+            by_model[model_label(record)].append(record)
+        for label in sorted(by_model, key=_order):
+            runs = by_model[label]
+            cells = [fmt([r["metrics"][m] for r in runs if m in r["metrics"]]) for m, _ in metrics]
+            cells += [
+                str(len(runs)),
+                fmt([r["train_seconds"] for r in runs], 1),
+                fmt([float(r["epochs"]) for r in runs], 1),
+            ]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+def speed_section(records):
+    rows = [r for r in records if r.get("kind") == "speed" and r.get("status") == "ok"]
+    if not rows:
+        return []
+    smoke = any(r.get("smoke") for r in rows)
+    lines = [
+        "## Speed" + (" (smoke run: tiny sizes, 2 calls; not a result)" if smoke else ""),
+        "",
+        "Median time per call after warm-up (jit where the backend has it), tabattn next to "
+        "its peer in the same process; ratio = tabattn / peer (below 1: tabattn is faster).",
+        "",
+        "| case | input | pass | backend | tabattn (ms) | peer | peer (ms) | ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["case"], r["pass"], r["backend"])):
+        peer_ms = r.get("peer_ms")
+        ratio = f"{r['tabattn_ms'] / peer_ms:.2f}" if peer_ms else "–"
+        peer = r.get("peer") or "–"
+        peer_cell = f"{peer_ms:.3f}" if peer_ms else (r.get("peer_reason") or "–")
+        lines.append(
+            f"| {r['case']} | {r.get('input', '')} | {r['pass']} | {r['backend']} | "
+            f"{r['tabattn_ms']:.3f} | {peer} | {peer_cell} | {ratio} |"
+        )
+    lines.append("")
+    extras = [r for r in records if r.get("kind") == "speed_model" and r.get("status") == "ok"]
+    if extras:
+        lines += [
+            "### FT-Transformer model",
+            "",
+            "Rows: the implementation, the framework it ran on, and the Keras backend of the "
+            "process it was measured in. GFLOP/s count the matmuls analytically; the share is "
+            "of the float32 matmul rate measured in the same process. Peak RSS is the whole "
+            "process's, after training.",
+            "",
+            "| implementation | framework | process backend | train rows/s "
+            "| latency batch 1 (ms) | latency batch 4096 (ms) "
+            "| train GFLOP/s of matmul GFLOP/s | share of matmul peak | peak RSS (MiB) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in sorted(extras, key=lambda r: (r["implementation"], r["backend"])):
+            share = r.get("fraction_of_matmul_peak")
+            lines.append(
+                f"| {r['implementation']} | {r.get('framework', '')} | {r['backend']} | "
+                f"{r['train_rows_per_s']:.0f} | "
+                f"{r['latency_ms_batch_1']:.2f} | {r['latency_ms_batch_4096']:.1f} | "
+                f"{r.get('train_gflops', float('nan')):.1f} of "
+                f"{r.get('matmul_gflops', float('nan')):.0f} | "
+                f"{'–' if share is None else f'{share:.1%}'} | "
+                f"{r.get('peak_rss_mib', float('nan')):.0f} |"
+            )
+        lines.append("")
+    return lines
+
+
+def machines_section(records):
+    lines = ["## Machines and versions", ""]
+    seen = collections.OrderedDict()
+    for record in records:
+        machine = record.get("machine") or {}
+        key = json.dumps([machine.get("cpu_model"), machine.get("cpu_count_usable"),
+                          record.get("versions")], sort_keys=True)
+        entry = seen.setdefault(key, {"machine": machine, "versions": record.get("versions"),
+                                      "backends": set(), "n": 0})
+        entry["backends"].add(record.get("backend"))
+        entry["n"] += 1
+    for entry in seen.values():
+        machine = entry["machine"]
+        versions = ", ".join(f"{k} {v}" for k, v in sorted((entry["versions"] or {}).items()))
+        lines.append(
+            f"- {entry['n']} records, backends "
+            f"{', '.join(sorted(b for b in entry['backends'] if b))}: "
+            f"{machine.get('cpu_model')}, {machine.get('cpu_count_usable')} usable of "
+            f"{machine.get('cpu_count')} cores, {machine.get('platform')}, Python "
+            f"{machine.get('python')}, GPU: {machine.get('gpu') or 'none'}. {versions}."
+        )
+    lines.append("")
+    return lines
+
+
+def problems_section(records):
+    lines = []
+    for record in records:
+        if record.get("status") == "skipped":
+            what = f"{record.get('dataset', '')} {record.get('model', record.get('case'))}"
+            lines.append(f"- skipped: {what}"
+                         f": {record.get('reason')}")
+        elif record.get("status") == "error":
+            lines.append(f"- error: {record['_file']}: {record.get('error')}")
+    return ["## Skipped and failed runs", "", *lines, ""] if lines else []
+
+
+def render(records, source):
+    started = sorted(r.get("started") for r in records if r.get("started"))
+    lines = [
+        "# Benchmarks",
+        "",
+        f"<!-- Generated by benchmarks/report.py from {source}/*.json; do not edit by hand. -->",
+        "",
+        f"Generated from {len(records)} records"
+        + (f", runs from {started[0]} to {started[-1]}" if started else "")
+        + ". Protocol: `benchmarks/accuracy.py` (module docstring); test metrics as mean ± "
+        "sample standard deviation over seeds.",
+        "",
+    ]
+    accuracy = accuracy_section(records)
+    if accuracy:
+        lines += ["## Accuracy", "", *accuracy]
+    lines += speed_section(records)
+    lines += machines_section(records)
+    lines += problems_section(records)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=_common.DEFAULT_RESULTS_DIR)
+    parser.add_argument("--out", default=os.path.join(_common.REPO_ROOT, "BENCHMARKS.md"))
+    args = parser.parse_args(argv)
+    records = load_records(args.results)
+    if not records:
+        print(f"No records in {args.results}; run benchmarks/accuracy.py first", file=sys.stderr)
+        return 1
+    source = os.path.relpath(args.results, _common.REPO_ROOT)
+    if source.startswith(".."):
+        source = args.results
+    text = render(records, source)
+    with open(args.out, "w", encoding="utf-8") as file:
+        file.write(text)
+    print(f"Wrote {args.out} from {len(records)} records")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
