@@ -66,13 +66,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from sklearn import metrics as sk_metrics  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 from tabattn.data import TabularPreprocessor, infer_task, read_table  # noqa: E402
+from tabattn.estimators import classification_metrics, regression_metrics  # noqa: E402
 
 DATA_ENV = "TABATTN_BENCH_DATA"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(_common.REPO_ROOT), "shared", "datasets")
@@ -216,30 +216,11 @@ def make_split(name, frame, target, task, official, seed, max_rows=None):
 # --- metrics ------------------------------------------------------------------------------
 def evaluate(split, output):
     """Test metrics from class probabilities ``(n, n_classes)`` or regression predictions."""
-    y = split.y_test
     if split.task == "classification":
-        classes = split.classes
         proba = np.clip(np.asarray(output, dtype="float64"), 0.0, 1.0)
         proba = proba / proba.sum(axis=1, keepdims=True)
-        result = {"accuracy": float(sk_metrics.accuracy_score(y, classes[proba.argmax(axis=1)]))}
-        present = set(np.unique(y).tolist())
-        if len(classes) == 2 and len(present) == 2:
-            result["roc_auc"] = float(sk_metrics.roc_auc_score(y == classes[1], proba[:, 1]))
-        elif len(classes) > 2 and present == set(classes.tolist()):
-            result["roc_auc"] = float(
-                sk_metrics.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result["log_loss"] = float(sk_metrics.log_loss(y, proba, labels=classes))
-        return result
-    truth = np.asarray(y, dtype="float64")
-    predicted = np.asarray(output, dtype="float64").ravel()
-    return {
-        "rmse": float(np.sqrt(sk_metrics.mean_squared_error(truth, predicted))),
-        "mae": float(sk_metrics.mean_absolute_error(truth, predicted)),
-        "r2": float(sk_metrics.r2_score(truth, predicted)),
-    }
+        return classification_metrics(split.y_test, proba, split.classes)
+    return regression_metrics(split.y_test, output)
 
 
 def class_index(split, y):

@@ -485,34 +485,55 @@ def load(path):
     return estimator
 
 
-def evaluation_metrics(estimator, X, y):
-    """Metrics of a fitted estimator on ``(X, y)``, as a dict of floats.
+def classification_metrics(y_true, proba, classes):
+    """``accuracy``, ``roc_auc`` and ``log_loss`` of class probabilities.
 
-    Classification: ``accuracy``, ``roc_auc`` (binary: of the positive class; multiclass:
-    one-vs-rest macro average, when every class is present) and ``log_loss``. Regression:
-    ``rmse``, ``mae`` and ``r2``, in the target's units. Rows with a NaN target are dropped.
+    Args:
+        y_true: true labels, ``(n_samples,)``, values among ``classes``.
+        proba: probabilities ``(n_samples, n_classes)`` in the order of ``classes``.
+        classes: the class labels, sorted as in ``proba``.
+
+    Returns:
+        A dict of floats. ``roc_auc`` is that of the positive (second) class for binary
+        targets and the one-vs-rest macro average for multiclass ones; it is left out when
+        some class is absent from ``y_true``.
     """
-    frame, target = estimator._frame_and_target(X, y, fitting=False)
-    if isinstance(estimator, TabularClassifier):
-        proba = estimator.predict_proba(frame)
-        predicted = estimator.classes_[np.argmax(proba, axis=1)]
-        result = {"accuracy": float(sk_metrics.accuracy_score(target, predicted))}
-        labels = estimator.classes_
-        present = set(target.tolist())
-        if len(labels) == 2 and len(present) == 2:
-            result["roc_auc"] = float(sk_metrics.roc_auc_score(target == labels[1], proba[:, 1]))
-        elif len(labels) > 2 and present == set(labels.tolist()):
-            result["roc_auc"] = float(
-                sk_metrics.roc_auc_score(target, proba, multi_class="ovr", labels=labels)
-            )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result["log_loss"] = float(sk_metrics.log_loss(target, proba, labels=labels))
-        return result
-    predicted = estimator.predict(frame)
-    truth = pd.to_numeric(target).to_numpy(dtype="float64")
+    y_true, classes = np.asarray(y_true), np.asarray(classes)
+    predicted = classes[np.argmax(proba, axis=1)]
+    result = {"accuracy": float(sk_metrics.accuracy_score(y_true, predicted))}
+    present = set(y_true.tolist())
+    if len(classes) == 2 and len(present) == 2:
+        result["roc_auc"] = float(sk_metrics.roc_auc_score(y_true == classes[1], proba[:, 1]))
+    elif len(classes) > 2 and present == set(classes.tolist()):
+        result["roc_auc"] = float(
+            sk_metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result["log_loss"] = float(sk_metrics.log_loss(y_true, proba, labels=classes))
+    return result
+
+
+def regression_metrics(y_true, predicted):
+    """``rmse``, ``mae`` and ``r2`` of predictions, in the target's units."""
+    truth = np.asarray(y_true, dtype="float64")
+    predicted = np.asarray(predicted, dtype="float64").ravel()
     return {
         "rmse": float(np.sqrt(sk_metrics.mean_squared_error(truth, predicted))),
         "mae": float(sk_metrics.mean_absolute_error(truth, predicted)),
         "r2": float(sk_metrics.r2_score(truth, predicted)),
     }
+
+
+def evaluation_metrics(estimator, X, y):
+    """Metrics of a fitted estimator on ``(X, y)``, as a dict of floats.
+
+    Classification: ``classification_metrics``; regression: ``regression_metrics``. Rows
+    with a NaN target are dropped.
+    """
+    frame, target = estimator._frame_and_target(X, y, fitting=False)
+    if isinstance(estimator, TabularClassifier):
+        return classification_metrics(
+            target.to_numpy(), estimator.predict_proba(frame), estimator.classes_
+        )
+    return regression_metrics(pd.to_numeric(target), estimator.predict(frame))
