@@ -72,7 +72,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 from tabattn.data import TabularPreprocessor, infer_task, read_table  # noqa: E402
-from tabattn.estimators import classification_metrics, regression_metrics  # noqa: E402
+from tabattn.estimators import (  # noqa: E402
+    classification_metrics,
+    probabilities_from_logits,
+    regression_metrics,
+)
 
 DATA_ENV = "TABATTN_BENCH_DATA"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(_common.REPO_ROOT), "shared", "datasets")
@@ -335,12 +339,7 @@ def run_mlp(split, seed, budget):
         model.set_weights(stop.best_weights)
     raw = np.asarray(model.predict(x_test, batch_size=4096, verbose=0), dtype="float64")
     if split.task == "classification":
-        if d_out == 1:
-            p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-            output = np.stack([1 - p, p], axis=1)
-        else:
-            e = np.exp(raw - raw.max(axis=1, keepdims=True))
-            output = e / e.sum(axis=1, keepdims=True)
+        output = probabilities_from_logits(raw)
     else:
         output = raw[:, 0] * std + mean
     losses = history.history["val_loss"]
@@ -441,12 +440,7 @@ def run_rtdl_ft(split, seed, budget):
     model.load_state_dict(best_state)
     raw = predict(x_test, len(split.y_test)).numpy().astype("float64")
     if split.task == "classification":
-        if d_out == 1:
-            p = 1.0 / (1.0 + np.exp(-raw[:, 0]))
-            output = np.stack([1 - p, p], axis=1)
-        else:
-            e = np.exp(raw - raw.max(axis=1, keepdims=True))
-            output = e / e.sum(axis=1, keepdims=True)
+        output = probabilities_from_logits(raw)
     else:
         output = raw[:, 0] * std + mean
     return {

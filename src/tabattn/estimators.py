@@ -381,13 +381,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     def predict_proba(self, X):
         """Class probabilities, ``(n_samples, n_classes)`` in the order of ``classes_``."""
         check_is_fitted(self, "model_")
-        logits = self._raw_predict(X)
-        if len(self.classes_) == 2:
-            p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-            return np.stack([1.0 - p, p], axis=1)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        return probabilities_from_logits(self._raw_predict(X))
 
     def predict(self, X):
         """Most probable class for each row, ``(n_samples,)`` with the dtype of ``classes_``."""
@@ -483,6 +477,19 @@ def load(path):
     estimator.feature_importances_ = np.asarray(state["feature_importances"])
     estimator._load_target_state(state["target"])
     return estimator
+
+
+def probabilities_from_logits(logits):
+    """Class probabilities ``(n, n_classes)`` from model logits, as NumPy float64.
+
+    One logit column (binary, sigmoid) gives ``[1 - p, p]``; several give their softmax.
+    """
+    logits = np.asarray(logits, dtype="float64")
+    if logits.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        return np.stack([1.0 - p, p], axis=1)
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def classification_metrics(y_true, proba, classes):
