@@ -570,10 +570,11 @@ def record_name(record):
 
 
 def run(datasets, models, seeds, budget, out, max_rows=None, target=None, resume=False,
-        strict=False, log=print):
+        strict=False, threads=None, log=print):
     """Run every (dataset, seed, model); write one record each to ``out``; return the records."""
     backend = _common.keras_backend()
     machine, versions = _common.machine_info(), library_versions()
+    machine["thread_limit"] = threads
     records = []
     available = {}
     for model in models:
@@ -688,7 +689,8 @@ def main(argv=None):
         limit = threadpool_limits(limits=threads)
     with limit:
         records = run(datasets, args.models, list(seeds), budget, out, max_rows=max_rows,
-                      target=args.target, resume=args.resume, strict=args.strict)
+                      target=args.target, resume=args.resume, strict=args.strict,
+                      threads=threads)
     errors = [r for r in records if r["status"] == "error"]
     print(f"{len(records)} records in {out}; {len(errors)} errors")
     return 1 if errors else 0
