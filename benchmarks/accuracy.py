@@ -95,12 +95,14 @@ class Budget:
     gbdt_patience: int = 50
     # Model-size overrides for smoke runs; None = the paper's default configuration.
     ft_config: dict = None
+    tabr_config: dict = None
     mlp_layers: tuple = (256, 256, 256)
 
 
 SMOKE_BUDGET = Budget(
     epochs=2, patience=2, batch_size=128, gbdt_rounds=20, gbdt_patience=5,
-    ft_config={"n_blocks": 1, "d_token": 16, "num_heads": 2}, mlp_layers=(32,),
+    ft_config={"n_blocks": 1, "d_token": 16, "num_heads": 2},
+    tabr_config={"d_main": 16, "num_neighbors": 8}, mlp_layers=(32,),
 )
 SMOKE_MAX_ROWS = 400
 
@@ -269,13 +271,15 @@ def standardise(split):
 # peer only skips that model.
 
 
-def run_tabattn_ft(split, seed, budget):
+def run_tabattn(split, seed, budget, model, model_params):
+    """A tabattn estimator with ``model`` and ``model_params`` (None: the model's defaults)."""
     from tabattn import TabularClassifier, TabularRegressor
 
     cls = TabularClassifier if split.task == "classification" else TabularRegressor
     estimator = cls(
-        model_params=budget.ft_config, epochs=budget.epochs, batch_size=budget.batch_size,
-        patience=budget.patience, time_limit=budget.time_limit, random_state=seed, verbose=0,
+        model=model, model_params=model_params, epochs=budget.epochs,
+        batch_size=budget.batch_size, patience=budget.patience, time_limit=budget.time_limit,
+        random_state=seed, verbose=0,
     )
     estimator.fit(split.X_train, split.y_train, eval_set=(split.X_val, split.y_val))
     if split.task == "classification":
@@ -541,9 +545,29 @@ class ModelSpec:
     description: str
 
 
+def run_tabattn_ft(split, seed, budget):
+    return run_tabattn(split, seed, budget, "ft_transformer", budget.ft_config)
+
+
+def run_tabattn_tabr(split, seed, budget):
+    return run_tabattn(split, seed, budget, "tabr", budget.tabr_config)
+
+
+def run_tabattn_tabr_plr(split, seed, budget):
+    params = dict(budget.tabr_config or {}, numeric_embedding="periodic")
+    return run_tabattn(split, seed, budget, "tabr", params)
+
+
 MODELS = {
     "tabattn_ft": ModelSpec(
         run_tabattn_ft, ("tabattn",), True, "tabattn FTTransformer (paper default), estimator"
+    ),
+    "tabattn_tabr": ModelSpec(
+        run_tabattn_tabr, ("tabattn",), True, "tabattn TabR (TabR-S defaults), estimator"
+    ),
+    "tabattn_tabr_plr": ModelSpec(
+        run_tabattn_tabr_plr, ("tabattn",), True,
+        "tabattn TabR-S + periodic numeric embeddings (PLR lite), estimator",
     ),
     "rtdl_ft": ModelSpec(
         run_rtdl_ft, ("rtdl_revisiting_models", "torch"), False,

@@ -30,7 +30,12 @@ METRICS = {
                        ("log_loss", "log loss ↓")],
     "regression": [("rmse", "RMSE ↓"), ("mae", "MAE ↓"), ("r2", "R² ↑")],
 }
-MODEL_ORDER = ["tabattn_ft", "rtdl_ft", "mlp", "lightgbm", "xgboost", "hist_gbdt"]
+MODEL_ORDER = ["tabattn_tabr", "tabattn_tabr_plr", "tabattn_ft", "rtdl_ft", "mlp", "lightgbm",
+               "xgboost", "hist_gbdt"]
+# The benchmark model that is the estimators' model="auto" (and `tabattn fit`'s default);
+# tests/test_benchmarks.py checks that it names tabattn.estimators' choice.
+DEFAULT_MODEL = "tabattn_tabr"
+PEER = "lightgbm"
 UNITS = {"california_housing": "target in units of $100k", "diamonds": "target in USD"}
 
 
@@ -72,6 +77,63 @@ def _order(label):
     return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), label)
 
 
+def budget(record):
+    """The training budget of a run: time limit per fit and the cores it could use."""
+    limit = (record.get("budget") or {}).get("time_limit")
+    machine = record.get("machine") or {}
+    cores = machine.get("thread_limit") or machine.get("cpu_count_usable")
+    neural = record["model"] not in ("lightgbm", "xgboost", "hist_gbdt")
+    time_part = f"{limit:.0f} s" if (limit and neural) else "until early stop"
+    return f"{time_part}, {cores} core{'s' if cores != 1 else ''}"
+
+
+def ok_accuracy(records):
+    return [r for r in records if r.get("kind") == "accuracy" and r.get("status") == "ok"]
+
+
+def default_model_section(records, default_model):
+    """The estimators' default model against LightGBM, dataset by dataset."""
+    by = collections.defaultdict(list)
+    for r in ok_accuracy(records):
+        by[(r["dataset"], r["model"])].append(r)
+    datasets = sorted({d for d, m in by if m == default_model and (d, PEER) in by})
+    if not datasets:
+        return []
+    lines = [
+        f"## Default model: `{default_model}` against LightGBM",
+        "",
+        f"`model=\"auto\"` (and `tabattn fit`) trains the model benchmarked as "
+        f"`{default_model}`. Mean test metric over the seeds both have, same splits; "
+        "accuracy for classification (higher is better), RMSE for regression (lower is "
+        "better); training time is the mean wall time of one fit.",
+        "",
+        f"| dataset | metric | {default_model} | LightGBM | difference | better | "
+        f"{default_model} train (s) | LightGBM train (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    wins = 0
+    for dataset in datasets:
+        ours, peer = by[(dataset, default_model)], by[(dataset, PEER)]
+        seeds = {r["seed"] for r in ours} & {r["seed"] for r in peer}
+        ours = [r for r in ours if r["seed"] in seeds]
+        peer = [r for r in peer if r["seed"] in seeds]
+        metric = "accuracy" if ours[0]["task"] == "classification" else "rmse"
+        a, _ = mean_std([r["metrics"][metric] for r in ours])
+        b, _ = mean_std([r["metrics"][metric] for r in peer])
+        better = a > b if metric == "accuracy" else a < b
+        wins += better
+        digits = 4 if metric == "accuracy" or abs(b) < 100 else 1
+        lines.append(
+            f"| {dataset} | {metric} | {a:.{digits}f} | {b:.{digits}f} | {a - b:+.{digits}f} | "
+            f"{'tabattn' if better else 'LightGBM'} | "
+            f"{mean_std([r['train_seconds'] for r in ours])[0]:.1f} | "
+            f"{mean_std([r['train_seconds'] for r in peer])[0]:.1f} |"
+        )
+    lines += ["", f"tabattn's default model beats LightGBM on {wins} of {len(datasets)} "
+              "datasets.", ""]
+    return lines
+
+
 def accuracy_section(records):
     lines = []
     ok = [r for r in records if r.get("kind") == "accuracy" and r.get("status") == "ok"]
@@ -96,8 +158,8 @@ def accuracy_section(records):
         ]
         metrics = METRICS[task]
         lines.append("| model | " + " | ".join(h for _, h in metrics)
-                     + " | seeds | train time (s) | epochs / rounds |")
-        lines.append("|---" * (len(metrics) + 4) + "|")
+                     + " | seeds | train time (s) | epochs / rounds | budget |")
+        lines.append("|---" * (len(metrics) + 5) + "|")
         by_model = collections.defaultdict(list)
         for record in rows:
             by_model[model_label(record)].append(record)
@@ -108,6 +170,7 @@ def accuracy_section(records):
                 str(len(runs)),
                 fmt([r["train_seconds"] for r in runs], 1),
                 fmt([float(r["epochs"]) for r in runs], 1),
+                budget(runs[0]),
             ]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -141,8 +204,10 @@ def speed_section(records):
     extras = [r for r in records if r.get("kind") == "speed_model" and r.get("status") == "ok"]
     if extras:
         lines += [
-            "### FT-Transformer model",
+            "### Models",
             "",
+            "FT-Transformer (paper default config) and TabR (the estimators' configuration, "
+            "searching 26,048 stored rows, Adult's training split size). "
             "Rows: the implementation, the framework it ran on, and the Keras backend of the "
             "process it was measured in. GFLOP/s count the matmuls analytically; the share is "
             "of the float32 matmul rate measured in the same process. Peak RSS is the whole "
@@ -155,12 +220,13 @@ def speed_section(records):
         ]
         for r in sorted(extras, key=lambda r: (r["implementation"], r["backend"])):
             share = r.get("fraction_of_matmul_peak")
+            gflops = (f"{r['train_gflops']:.1f} of {r['matmul_gflops']:.0f}"
+                      if r.get("train_gflops") else "–")
             lines.append(
                 f"| {r['implementation']} | {r.get('framework', '')} | {r['backend']} | "
                 f"{r['train_rows_per_s']:.0f} | "
                 f"{r['latency_ms_batch_1']:.2f} | {r['latency_ms_batch_4096']:.1f} | "
-                f"{r.get('train_gflops', float('nan')):.1f} of "
-                f"{r.get('matmul_gflops', float('nan')):.0f} | "
+                f"{gflops} | "
                 f"{'–' if share is None else f'{share:.1%}'} | "
                 f"{r.get('peak_rss_mib', float('nan')):.0f} |"
             )
@@ -218,6 +284,7 @@ def render(records, source):
         "sample standard deviation over seeds.",
         "",
     ]
+    lines += default_model_section(records, DEFAULT_MODEL)
     accuracy = accuracy_section(records)
     if accuracy:
         lines += ["## Accuracy", "", *accuracy]

@@ -132,6 +132,9 @@ def test_smoke_run_and_report(accuracy, data_dir, tmp_path):
     assert f"| tabattn_ft ({keras.backend.backend()}) |" in text
     assert "| hist_gbdt |" in text
     assert "## Machines and versions" in text
+    assert f"## Default model: `{report.DEFAULT_MODEL}` against LightGBM" in text or (
+        by_key[("adult", "lightgbm")]["status"] == "skipped"
+    )
     for record in records:
         if record["status"] == "skipped":
             assert record["reason"] in text
@@ -168,4 +171,12 @@ def test_speed_smoke(tmp_path):
     assert report.main(["--results", str(out), "--out", str(markdown)]) == 0
     text = markdown.read_text()
     assert "## Speed" in text and "| RowAttention |" in text
-    assert "### FT-Transformer model" in text
+    assert "### Models" in text and "| tabattn TabR |" in text
+    tabr = models["tabattn TabR"]
+    assert tabr["latency_ms_batch_1"] > 0 and tabr["context_rows"] == 512
+
+
+def test_report_names_the_estimators_default_model():
+    from tabattn.estimators import _AUTO_MODEL
+
+    assert _load("report").DEFAULT_MODEL == f"tabattn_{_AUTO_MODEL}"

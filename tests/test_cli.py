@@ -12,7 +12,9 @@ import tabattn
 from tabattn.cli import main
 
 
-SMALL = '{"n_blocks": 2, "d_token": 32, "num_heads": 4}'
+# The default model (--model auto: TabR), small; FT_SMALL for --model ft_transformer.
+SMALL = '{"d_main": 32, "num_neighbors": 16}'
+FT_SMALL = '{"n_blocks": 2, "d_token": 32, "num_heads": 4}'
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,19 @@ def fitted_run(adult_csv, tmp_path_factory):
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result.output
+
+
+def test_fit_with_the_ft_transformer(adult_csv, tmp_path):
+    out = tmp_path / "ft"
+    result = CliRunner().invoke(
+        main,
+        ["fit", str(adult_csv), "--target", "income", "--epochs", "2", "--out", str(out),
+         "--verbose", "0", "--model", "ft_transformer", "--model-params", FT_SMALL],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert json.loads((out / "estimator.json").read_text())["model_name"] == "ft_transformer"
+    importance = pd.read_csv(out / "feature_importance.csv")
+    assert (importance["importance"] > 0).all()  # attention gives every column some weight
 
 
 def test_fit_writes_model_metrics_and_importances(fitted_run, adult_csv):

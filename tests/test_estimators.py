@@ -130,3 +130,56 @@ def test_missing_column_at_predict(fitted_classifier, adult_small):
     X = adult_small[1].drop(columns=["income", "age"])
     with pytest.raises(ValueError, match=r"missing feature columns.*\['age'\]"):
         fitted_classifier.predict(X)
+
+
+TABR_SMALL = {"d_main": 32, "num_neighbors": 16}
+
+
+def test_tabr_classifier_on_adult(adult_small, tmp_path):
+    train, test = adult_small
+    X, y = test.drop(columns=["income"]), test["income"]
+    clf = TabularClassifier(model="tabr", model_params=TABR_SMALL, epochs=3, batch_size=128,
+                            learning_rate=1e-3, verbose=0, random_state=0)
+    clf.fit(train.drop(columns=["income"]), train["income"])
+    assert clf.model_name_ == "tabr" and clf.model_.context_rows == int(0.8 * len(train))
+    assert clf.score(X, y) > (y == "<=50K").mean() + 0.04
+    assert clf.feature_importances_.shape == (14,) and clf.feature_importances_.min() >= 0
+    np.testing.assert_allclose(clf.feature_importances_.sum(), 1.0)
+    proba = clf.predict_proba(X.iloc[:50])
+    one_by_one = np.concatenate([clf.predict_proba(X.iloc[[i]]) for i in range(7)])
+    np.testing.assert_allclose(one_by_one, proba[:7], atol=1e-5)
+    clf.save(tmp_path / "tabr")
+    loaded = tabattn.load(tmp_path / "tabr")
+    assert loaded.model_name_ == "tabr"
+    np.testing.assert_array_equal(loaded.predict_proba(X.iloc[:50]), proba)
+
+
+def test_tabr_regressor_with_periodic_embeddings(rng):
+    X = rng.normal(size=(500, 3))
+    y = np.sin(2 * X[:, 0]) + X[:, 1]
+    reg = TabularRegressor(model="tabr", epochs=20, batch_size=64, verbose=0, random_state=0,
+                           model_params=dict(TABR_SMALL, numeric_embedding="periodic"))
+    reg.fit(X[:400], y[:400], eval_set=(X[400:], y[400:]))
+    assert reg.score(X[400:], y[400:]) > 0.6
+
+
+@pytest.mark.parametrize("bins", ["quantile", "tree"])
+def test_ft_transformer_with_piecewise_embeddings(rng, tmp_path, bins):
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),
+                      "c": rng.choice(["u", "v"], 300), "k": np.ones(300)})
+    y = (X["a"] > 0.3).astype(int)
+    params = dict(SMALL, numeric_embedding="piecewise", bins=bins, n_bins=8)
+    clf = TabularClassifier(model="ft_transformer", model_params=params, epochs=2,
+                            verbose=0, random_state=0).fit(X, y)
+    edges = clf.model_.tokenizer.get_config()["bins"]
+    assert len(edges) == 3 and all(len(e) <= 9 for e in edges)  # "k" is constant: 1 bin
+    assert len(edges[2]) == 2
+    clf.save(tmp_path / "ple")
+    np.testing.assert_array_equal(tabattn.load(tmp_path / "ple").predict_proba(X),
+                                  clf.predict_proba(X))
+
+
+def test_unknown_model():
+    X, y = np.zeros((10, 2)), [0, 1] * 5
+    with pytest.raises(ValueError, match="`model` must be one of"):
+        TabularClassifier(model="gbdt").fit(X, y)

@@ -1,10 +1,10 @@
-"""RowAttention and IntersampleAttention against NumPy references, and their batch behaviour."""
+"""Row attention layers against NumPy references, and their batch behaviour."""
 
 import keras
 import numpy as np
 import pytest
 
-from tabattn.layers import IntersampleAttention, RowAttention
+from tabattn.layers import IntersampleAttention, RetrievalAttention, RowAttention
 
 
 def _np(x):
@@ -245,3 +245,136 @@ def test_intersample_errors(rng):
         layer(np.zeros((2, 12), "float32"))
     with pytest.raises(ValueError, match="context"):
         layer(np.zeros((2, 3, 4), "float32"), context=np.zeros((5, 4, 3), "float32"))
+
+
+# --- RetrievalAttention -------------------------------------------------------------------
+def reference_retrieval(layer, queries, context, labels, query_index=None):
+    """TabR's retrieval module in NumPy from the layer's weights (inference, no dropout)."""
+    distances = ((queries[:, None, :] - context[None, :, :]) ** 2).sum(-1)
+    if query_index is not None:
+        distances[np.arange(len(queries)), query_index] = np.inf
+    k = min(layer.num_neighbors, len(context))
+    neighbors = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    chosen = np.take_along_axis(distances, neighbors, axis=1)
+    weights = _softmax(-chosen)
+    if layer.num_classes is None:
+        emb = labels[neighbors][..., None] * _np(layer.label_embedding.kernel)[0]
+        emb = emb + _np(layer.label_embedding.bias)
+    else:
+        emb = _np(layer.label_embedding.embeddings)[labels[neighbors]]
+    difference = queries[:, None, :] - context[neighbors]
+    hidden = np.maximum(
+        difference @ _np(layer.value_hidden.kernel) + _np(layer.value_hidden.bias), 0
+    )
+    values = emb + hidden @ _np(layer.value_output.kernel)
+    return np.einsum("bk,bkd->bd", weights, values), weights, neighbors
+
+
+@pytest.mark.parametrize("num_classes", [None, 3])
+def test_retrieval_matches_numpy_reference(rng, num_classes):
+    layer = RetrievalAttention(num_neighbors=4, num_classes=num_classes)
+    queries = rng.normal(size=(6, 5)).astype("float32")
+    context = rng.normal(size=(30, 5)).astype("float32")
+    if num_classes is None:
+        labels = rng.normal(size=30).astype("float32")
+    else:
+        labels = rng.integers(0, 3, size=30).astype("int32")
+    outputs, scores = layer(queries, context, labels, return_attention_scores=True)
+    expected, weights, _ = reference_retrieval(layer, queries, context, labels)
+    np.testing.assert_allclose(_np(outputs), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_np(scores), weights, rtol=1e-4, atol=1e-6)
+
+
+def test_retrieval_never_retrieves_the_query_row_itself(rng):
+    layer = RetrievalAttention(num_neighbors=3, num_classes=2)
+    context = rng.normal(size=(12, 4)).astype("float32")
+    labels = rng.integers(0, 2, size=12).astype("int32")
+    index = np.array([0, 5, 11, -1], dtype="int32")
+    queries = context[[0, 5, 11, 2]]  # the last row is "not in the context" (-1)
+    outputs = layer(queries, context, labels, query_index=index)
+    expected, _, neighbors = reference_retrieval(layer, queries, context, labels, index)
+    np.testing.assert_allclose(_np(outputs), expected, rtol=1e-4, atol=1e-5)
+    assert all(i not in row for i, row in zip(index[:3], neighbors[:3]))
+    assert neighbors[3, 0] == 2  # without exclusion a stored row finds itself first
+
+
+def test_retrieval_is_batch_invariant(rng):
+    layer = RetrievalAttention(num_neighbors=8, num_classes=None, dropout=0.3)
+    context = rng.normal(size=(300, 6)).astype("float32")
+    labels = rng.normal(size=(300, 1)).astype("float32")
+    queries = rng.normal(size=(256, 6)).astype("float32")
+    full = _np(layer(queries, context, labels, training=False))
+    for size in (1, 7):
+        part = _np(layer(queries[:size], context, labels, training=False))
+        np.testing.assert_allclose(part, full[:size], rtol=1e-5, atol=1e-6)
+
+
+def test_retrieval_with_fewer_context_rows_than_neighbors(rng):
+    layer = RetrievalAttention(num_neighbors=96, num_classes=2)
+    context = rng.normal(size=(5, 4)).astype("float32")
+    labels = np.array([0, 1, 1, 0, 1], dtype="int32")
+    outputs, scores = layer(context, context, labels, query_index=np.arange(5),
+                            return_attention_scores=True)
+    scores = _np(scores)
+    assert scores.shape == (5, 5) and _np(outputs).shape == (5, 4)
+    np.testing.assert_allclose(scores.sum(-1), 1.0, rtol=1e-5)
+    assert np.allclose(scores[:, -1], 0.0)  # the row itself comes last, with weight 0
+
+
+def test_retrieval_gradients_reach_queries_and_context_keys(rng):
+    layer = RetrievalAttention(num_neighbors=3, num_classes=2)
+    queries = keras.Variable(rng.normal(size=(4, 3)).astype("float32"))
+    context = keras.Variable(rng.normal(size=(10, 3)).astype("float32"))
+    labels = rng.integers(0, 2, size=10).astype("int32")
+    layer(queries.value, context.value, labels)  # build
+    grads = _gradients(lambda: keras.ops.sum(layer(queries.value, context.value, labels) ** 2),
+                       [queries, context])
+    assert all(np.abs(g).sum() > 0 for g in grads)
+
+
+def _gradients(loss_fn, variables):
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        def pure(values):
+            for var, value in zip(variables, values):
+                var.assign(value)
+            return loss_fn()
+
+        return [np.asarray(g) for g in jax.grad(pure)([v.value for v in variables])]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_fn()
+        return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables)]
+    loss = loss_fn()
+    loss.backward()
+    return [v.value.grad.cpu().numpy() for v in variables]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_neighbors": 0}, "num_neighbors"),
+        ({"num_classes": 0}, "num_classes"),
+        ({"hidden_dim": -1}, "hidden_dim"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"value_dropout": -0.1}, "value_dropout"),
+    ],
+)
+def test_retrieval_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RetrievalAttention(**kwargs)
+
+
+def test_retrieval_shape_errors(rng):
+    queries = rng.normal(size=(4, 3)).astype("float32")
+    with pytest.raises(ValueError, match="same known last axis"):
+        RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 5), "float32"), np.zeros(6))
+    with pytest.raises(ValueError, match="rank 2"):
+        RetrievalAttention(num_neighbors=2)(queries[0], np.zeros((6, 3), "float32"), np.zeros(6))
+    with pytest.raises(ValueError, match="context_labels"):
+        RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"),
+                                            np.zeros((6, 2)))

@@ -66,11 +66,15 @@ def main():
               help="Seconds from start to the end of training: no epoch starts that would "
                    "end later (the best epoch is kept). 0: no limit.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=1e-4,
-              show_default=True, help="AdamW learning rate (paper default).")
+@click.option("--model", "model_name", type=click.Choice(["auto", "ft_transformer", "tabr"]),
+              default="auto", show_default=True,
+              help="Model: TabR (retrieval over training rows), FT-Transformer, or the "
+                   "default chosen on the benchmarks (see BENCHMARKS.md).")
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="AdamW learning rate (default: the model's paper default).")
 @click.option("--model-params", default=None, metavar="JSON",
-              help='JSON object overriding FTTransformer.default_config(), '
-                   'e.g. \'{"n_blocks": 2, "d_token": 64}\'.')
+              help='JSON object overriding the model\'s default_config(), '
+                   'e.g. \'{"d_main": 128}\' (TabR) or \'{"n_blocks": 2}\' (FT-Transformer).')
 @click.option("--categorical", multiple=True, help="Force a column to be categorical (repeatable).")
 @click.option("--numeric", multiple=True, help="Force a column to be numeric (repeatable).")
 @click.option("--split-column", default=None,
@@ -83,7 +87,8 @@ def main():
               help="Output directory (default runs/<data-name>-<UTC timestamp>).")
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 silent, 1 progress bar, 2 one line per epoch.")
-def fit(data, target, task, epochs, time_limit, batch_size, learning_rate, model_params,
+def fit(data, target, task, epochs, time_limit, batch_size, model_name, learning_rate,
+        model_params,
         categorical, numeric, split_column, class_weight, seed, out, verbose):
     """Train on DATA (CSV, CSV.GZ or Parquet; default: the bundled Adult data), evaluate on a
     held-out test split, and save the model, metrics and feature importances."""
@@ -131,7 +136,7 @@ def fit(data, target, task, epochs, time_limit, batch_size, learning_rate, model
     # The time budget covers the whole command, so count what was spent before training.
     remaining = max(time_limit - (time.monotonic() - started), 1.0) if time_limit else None
     params = dict(
-        epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        model=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         model_params=model_params, categorical=list(categorical) or None,
         numeric=list(numeric) or None, time_limit=remaining, random_state=seed,
         verbose=verbose,
@@ -232,8 +237,12 @@ def _write_importances(estimator, directory):
     shown = table.head(30).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
     ax.barh(shown["feature"], shown["importance"], color="#3b75af")
-    ax.set_xlabel("importance ([CLS] attention, averaged over heads, blocks and rows)")
-    ax.set_title("FT-Transformer feature importance")
+    if estimator.model_name_ == "ft_transformer":
+        ax.set_xlabel("importance ([CLS] attention, averaged over heads, blocks and rows)")
+        ax.set_title("FT-Transformer feature importance")
+    else:
+        ax.set_xlabel("importance (score drop when the column is shuffled, normalised)")
+        ax.set_title("TabR permutation feature importance")
     fig.tight_layout()
     fig.savefig(os.path.join(directory, "feature_importance.png"), dpi=120)
     plt.close(fig)

@@ -18,6 +18,7 @@ try:
     import pandas as pd
     from sklearn import metrics as sk_metrics
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.inspection import permutation_importance
     from sklearn.model_selection import train_test_split
     from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.validation import check_is_fitted
@@ -28,12 +29,19 @@ except ImportError as error:  # pragma: no cover
     ) from error
 
 from tabattn.data import TabularPreprocessor, drop_missing_target
-from tabattn.models import FTTransformer
+from tabattn.layers import _checks
+from tabattn.layers.embeddings import compute_bins
+from tabattn.models import FTTransformer, TabR
 
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"
 ESTIMATOR_FILE = "estimator.json"
-_MODELS = {"ft_transformer": FTTransformer}
+_MODELS = {"ft_transformer": FTTransformer, "tabr": TabR}
+# The estimator's changes to a model's paper defaults. TabR-S's retrieval costs grow with
+# num_neighbors * d_main**2 per row; 32 neighbours and d_main=128 make it about 12x cheaper,
+# which is what lets TabR train within minutes on a 2-core CPU (see BENCHMARKS.md).
+ESTIMATOR_MODEL_PARAMS = {"ft_transformer": {}, "tabr": {"d_main": 128, "num_neighbors": 32}}
+_AUTO_MODEL = "tabr"  # chosen on BENCHMARKS.md: see the "Default model" section there
 
 
 class _TimeLimit(keras.callbacks.Callback):
@@ -62,6 +70,34 @@ class _TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _piecewise_bins(bins, n_bins, inputs, targets, regression):
+    """Bin edges for ``numeric_embedding="piecewise"`` from the (preprocessed) training rows.
+
+    ``bins``: ``None``/``"quantile"`` (training quantiles) or ``"tree"`` (decision-tree splits
+    on the target, Gorishniy et al. 2022), or explicit edges (returned as they are). A
+    constant column gets one bin around its value.
+    """
+    if bins is not None and not isinstance(bins, str):
+        return bins
+    _checks.one_of("model_params['bins']", bins, (None, "quantile", "tree"))
+    numeric = inputs.get("numeric")
+    if numeric is None:
+        raise ValueError('numeric_embedding="piecewise" needs numeric columns; there are none')
+    edges = [None] * numeric.shape[1]
+    varying = [j for j in range(numeric.shape[1]) if np.ptp(numeric[:, j]) > 0]
+    for j in set(range(numeric.shape[1])) - set(varying):
+        edges[j] = np.array([numeric[0, j] - 0.5, numeric[0, j] + 0.5])
+    if varying:
+        y = np.asarray(targets).ravel() if bins == "tree" else None
+        found = compute_bins(
+            numeric[:, varying], n_bins=n_bins, y=y,
+            regression=regression if y is not None else None,
+        )
+        for j, e in zip(varying, found):
+            edges[j] = e
+    return [[float(v) for v in e] for e in edges]
+
+
 def _as_frame(X, feature_names=None):
     if isinstance(X, pd.DataFrame):
         return X
@@ -87,8 +123,8 @@ class _TabularEstimator(BaseEstimator):
         model_params=None,
         epochs=100,
         batch_size=256,
-        learning_rate=1e-4,
-        weight_decay=1e-5,
+        learning_rate=None,
+        weight_decay=None,
         patience=16,
         validation_fraction=0.2,
         categorical=None,
@@ -130,8 +166,11 @@ class _TabularEstimator(BaseEstimator):
                 or (classification) has a single class, and any error of
                 ``tabattn.data.TabularPreprocessor``.
         """
-        if self.model not in _MODELS:
-            raise ValueError(f"`model` must be one of {sorted(_MODELS)}. Received: model={self.model!r}")
+        if self.model not in _MODELS and self.model != "auto":
+            raise ValueError(
+                f"`model` must be one of {sorted(_MODELS) + ['auto']}. "
+                f"Received: model={self.model!r}"
+            )
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
                 "`validation_fraction` must be in (0, 1). "
@@ -166,15 +205,39 @@ class _TabularEstimator(BaseEstimator):
         inputs_val = self.preprocessor_.transform(X_val)
         targets_train, targets_val = self._encode_target(y_train), self._encode_target(y_val)
 
-        config = dict(FTTransformer.default_config(), **(self.model_params or {}))
-        self.model_ = _MODELS[self.model](
+        self.model_name_ = _AUTO_MODEL if self.model == "auto" else self.model
+        model_class = _MODELS[self.model_name_]
+        config = {
+            **model_class.default_config(),
+            **ESTIMATOR_MODEL_PARAMS[self.model_name_],
+            **(self.model_params or {}),
+        }
+        if model_class is TabR:
+            config["num_classes"] = self._num_classes()
+        if config.get("numeric_embedding") == "piecewise":
+            config["bins"] = _piecewise_bins(
+                config.get("bins"), config.pop("n_bins", 48), inputs_train, targets_train,
+                self._task == "regression",
+            )
+        self.model_ = model_class(
             n_num_features=self.preprocessor_.n_numeric_tokens,
             categorical_cardinalities=self.preprocessor_.categorical_cardinalities,
             d_out=self._d_out(),
             **config,
         )
+        if model_class is TabR:
+            # Retrieval reads the training rows; in training each row skips its own index.
+            self.model_.set_context(inputs_train, targets_train)
+            inputs_train = dict(
+                inputs_train, row_index=np.arange(len(targets_train), dtype="int32")
+            )
+        optimizer_config = model_class.default_optimizer_config()
+        if self.learning_rate is not None:
+            optimizer_config["learning_rate"] = self.learning_rate
+        if self.weight_decay is not None:
+            optimizer_config["weight_decay"] = self.weight_decay
         self.model_.compile(
-            optimizer=self.model_.make_optimizer(self.learning_rate, self.weight_decay),
+            optimizer=self.model_.make_optimizer(**optimizer_config),
             loss=self._loss(),
             metrics=self._metrics(),
         )
@@ -199,7 +262,7 @@ class _TabularEstimator(BaseEstimator):
             self.model_.set_weights(early_stopping.best_weights)
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
-        self.feature_importances_ = self._column_importances(inputs_val)
+        self.feature_importances_ = self._column_importances(inputs_val, X_val, y_val)
         return self
 
     def _frame_and_target(self, X, y, fitting):
@@ -218,13 +281,26 @@ class _TabularEstimator(BaseEstimator):
         frame = drop_missing_target(frame, name)
         return frame.drop(columns=[name]).reset_index(drop=True), frame[name].reset_index(drop=True)
 
-    def _column_importances(self, inputs, max_rows=2048):
+    def _column_importances(self, inputs, X_val, y_val, max_rows=2048):
+        if not hasattr(self.model_, "feature_importances"):
+            return self._permutation_importances(X_val, y_val, max_rows)
         inputs = {k: v[:max_rows] for k, v in inputs.items()}
         per_token = self.model_.feature_importances(inputs)
         per_column = dict.fromkeys(self._columns, 0.0)
         for column, value in zip(self.preprocessor_.token_columns_, per_token):
             per_column[column] += float(value)  # a missing flag counts for its column
         return np.asarray([per_column[c] for c in self._columns])
+
+    def _permutation_importances(self, X_val, y_val, max_rows):
+        # Models without attention over features (TabR): the drop of ``score`` when a column
+        # is shuffled, clipped at 0 and normalised like the attention importances.
+        result = permutation_importance(
+            self, X_val.iloc[:max_rows], y_val.iloc[:max_rows], n_repeats=1,
+            random_state=0 if self.random_state is None else self.random_state,
+        )
+        drops = np.clip(result.importances_mean, 0.0, None)
+        total = drops.sum()
+        return drops / total if total > 0 else np.full(len(drops), 1.0 / len(drops))
 
     # --- prediction ------------------------------------------------------------------------
     def _inputs(self, X):
@@ -252,6 +328,7 @@ class _TabularEstimator(BaseEstimator):
             "n_features_in": self.n_features_in_,
             "history": self.history_,
             "best_epoch": self.best_epoch_,
+            "model_name": self.model_name_,
             "feature_importances": self.feature_importances_.tolist(),
             "target": self._target_state(),
             "keras_backend": keras.backend.backend(),
@@ -263,20 +340,29 @@ class _TabularEstimator(BaseEstimator):
 class TabularClassifier(ClassifierMixin, _TabularEstimator):
     """Attention model for classification of tables, with the scikit-learn API.
 
-    Trains an FT-Transformer (Gorishniy et al. 2021; paper default configuration, AdamW with
-    learning rate 1e-4 and weight decay 1e-5) on a DataFrame or array. Numeric columns go
-    through a quantile transform, categorical ones (strings, bools, categories; or those
-    named in ``categorical``) become integer codes with 0 for missing or unseen values.
-    Predictions for one row never depend on the other rows passed with it.
+    Trains TabR (Gorishniy et al. 2024: retrieval attention over the training rows and their
+    labels) or an FT-Transformer (Gorishniy et al. 2021) on a DataFrame or array. Numeric
+    columns go through a quantile transform, categorical ones (strings, bools, categories;
+    or those named in ``categorical``) become integer codes with 0 for missing or unseen
+    values. Predictions for one row never depend on the other rows passed with it (TabR
+    retrieves from the stored training rows only).
 
     Args:
-        model: ``"ft_transformer"``.
-        model_params: dict overriding ``FTTransformer.default_config()`` (e.g.
-            ``{"n_blocks": 2, "d_token": 64}``).
+        model: ``"auto"`` (the model chosen on the benchmarks in BENCHMARKS.md: TabR),
+            ``"tabr"`` or ``"ft_transformer"``. Default ``"ft_transformer"``.
+        model_params: dict overriding the model's ``default_config()`` (for TabR, after the
+            estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``: ``d_main=128``,
+            ``num_neighbors=32``), e.g. ``{"n_blocks": 2, "d_token": 64}`` for the
+            FT-Transformer or ``{"numeric_embedding": "periodic"}`` for TabR. With
+            ``"numeric_embedding": "piecewise"`` (FT-Transformer) the bins are computed
+            from the training rows: ``"bins"`` may be ``"quantile"`` (default) or
+            ``"tree"``, and ``"n_bins"`` (default 48) sets their number.
         epochs: maximum training epochs. Default 100.
         batch_size: rows per step. Default 256.
-        learning_rate: AdamW learning rate. Default 1e-4.
-        weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default 1e-5.
+        learning_rate: AdamW learning rate. Default ``None``: the model's paper default
+            (FT-Transformer 1e-4, TabR 3.1e-4).
+        weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default
+            ``None``: the model's paper default (FT-Transformer 1e-5, TabR 1.2e-6).
         patience: epochs without a better validation loss before stopping; the best
             epoch's weights are restored. Default 16.
         validation_fraction: share of rows split off for early stopping when ``fit`` gets
@@ -293,11 +379,14 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         verbose: 0 silent; 1 Keras's progress bar; 2 one line per epoch.
 
     Fitted attributes:
-        ``model_`` (the Keras model, returning logits), ``classes_``, ``n_features_in_``,
+        ``model_`` (the Keras model, returning logits), ``model_name_`` (``"tabr"`` or
+        ``"ft_transformer"``), ``classes_``, ``n_features_in_``,
         ``feature_names_in_`` (DataFrame input only), ``history_`` (Keras history dict),
-        ``best_epoch_``, ``feature_importances_`` (the FT-Transformer attention importance
-        of Gorishniy et al. 2021 §5.3, one per input column, summing to 1, computed on at
-        most 2,048 validation rows; a missing-value flag counts for its column),
+        ``best_epoch_``, ``feature_importances_`` (one per input column, non-negative,
+        summing to 1, computed on at most 2,048 validation rows: for the FT-Transformer the
+        attention importance of Gorishniy et al. 2021 §5.3, a missing-value flag counting
+        for its column; for TabR the drop of ``score`` when the column is shuffled, from
+        ``sklearn.inspection.permutation_importance``, clipped at 0 and normalised),
         ``preprocessor_``.
 
     Example:
@@ -315,7 +404,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     _task = "classification"
 
     def __init__(self, model="ft_transformer", model_params=None, epochs=100, batch_size=256,
-                 learning_rate=1e-4, weight_decay=1e-5, patience=16, validation_fraction=0.2,
+                 learning_rate=None, weight_decay=None, patience=16, validation_fraction=0.2,
                  categorical=None, numeric=None, time_limit=None, class_weight=None,
                  random_state=None, verbose=1):
         super().__init__(
@@ -348,6 +437,9 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
 
     def _d_out(self):
         return 1 if len(self.classes_) == 2 else len(self.classes_)
+
+    def _num_classes(self):
+        return len(self.classes_)
 
     def _loss(self):
         if len(self.classes_) == 2:
@@ -430,6 +522,9 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
     def _d_out(self):
         return 1
 
+    def _num_classes(self):
+        return None
+
     def _loss(self):
         return keras.losses.MeanSquaredError()
 
@@ -474,6 +569,7 @@ def load(path):
     estimator.n_features_in_ = state["n_features_in"]
     estimator.history_ = state["history"]
     estimator.best_epoch_ = state["best_epoch"]
+    estimator.model_name_ = state.get("model_name", "ft_transformer")
     estimator.feature_importances_ = np.asarray(state["feature_importances"])
     estimator._load_target_state(state["target"])
     return estimator

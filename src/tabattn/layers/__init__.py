@@ -2,7 +2,7 @@
 
 - ``classic``: dot-product, multi-head, relative-position, Bahdanau and Luong attention.
 - ``embeddings``: feature tokenizers that turn table columns into tokens.
-- ``row``: attention across rows (samples).
+- ``row``: attention across rows (samples), including retrieval over stored rows.
 - ``column``: attention and selection across columns (features).
 - ``tabular``: inter-feature plus inter-sample attention blocks.
 - ``mixing``: weighting of several branches.
@@ -23,9 +23,18 @@ from tabattn.layers.classic import (
     RelativePositionalAttention,
 )
 from tabattn.layers.column import ColumnAttention, GatedResidualNetwork, VariableSelection
-from tabattn.layers.embeddings import CLSToken, FeatureTokenizer
+# compute_bins is a function, not a layer: importable here, but kept out of __all__ (a list of
+# layers, each with a contract case).
+from tabattn.layers.embeddings import (
+    CLSToken,
+    FeatureTokenizer,
+    PeriodicEmbedding,
+    PiecewiseLinearEmbedding,
+    PiecewiseLinearEncoding,
+    compute_bins,
+)
 from tabattn.layers.mixing import SparseAttentionWeighting
-from tabattn.layers.row import IntersampleAttention, RowAttention
+from tabattn.layers.row import IntersampleAttention, RetrievalAttention, RowAttention
 from tabattn.layers.tabular import TabularAttention
 
 __all__ = [
@@ -41,7 +50,11 @@ __all__ = [
     "LuongAttention",
     "MultiHeadAttention",
     "MultiHeadChannelAttention",
+    "PeriodicEmbedding",
+    "PiecewiseLinearEmbedding",
+    "PiecewiseLinearEncoding",
     "RelativePositionalAttention",
+    "RetrievalAttention",
     "RowAttention",
     "SparseAttentionWeighting",
     "SqueezeExcitation1D",

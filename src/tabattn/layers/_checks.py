@@ -44,7 +44,9 @@ def positive_float(name, value):
 def one_of(name, value, choices):
     """Return ``value`` if it is one of ``choices``, else raise ``ValueError``."""
     if value not in choices:
-        raise ValueError(f"`{name}` must be one of {sorted(choices)}. Received: {name}={value!r}")
+        raise ValueError(
+            f"`{name}` must be one of {sorted(choices, key=repr)}. Received: {name}={value!r}"
+        )
     return value
 
 

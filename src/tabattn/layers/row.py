@@ -1,6 +1,6 @@
-"""Attention across rows (samples): row weighting and inter-sample attention."""
+"""Attention across rows (samples): row weighting, inter-sample and retrieval attention."""
 
-__all__ = ["IntersampleAttention", "RowAttention"]
+__all__ = ["IntersampleAttention", "RetrievalAttention", "RowAttention"]
 
 import math
 
@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from tabattn.layers import _checks
+from tabattn.layers._attention import masked_softmax
 from tabattn.layers.classic import MultiHeadAttention
 
 
@@ -326,4 +327,227 @@ class IntersampleAttention(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(num_heads=self.num_heads, key_dim=self.key_dim, dropout=self.dropout)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="tabattn")
+class RetrievalAttention(keras.layers.Layer):
+    """Retrieval attention (TabR): each row attends to its nearest stored rows and their labels.
+
+    For a query key ``q`` (one row), the ``num_neighbors`` context rows whose keys ``c_i``
+    are nearest in squared Euclidean distance are found by exact search
+    (``keras.ops.top_k`` over all distances). They are weighted by
+    ``p = softmax(-||q - c_i||^2)`` and mixed into
+
+        ``sum_i p_i * (label_embedding(y_i) + T(q - c_i))``
+
+    where ``y_i`` is the label of context row ``i`` and ``T`` is ``Dense(hidden_dim, relu) ->
+    Dropout(value_dropout) -> Dense(d, no bias)``: the value carries both what the neighbour's
+    label was and how the row differs from it. ``dropout`` drops attention probabilities
+    during training (TabR's "context dropout").
+
+    The context is passed in, not learned: typically the keys of the training rows and their
+    labels. Each row's output depends only on that row and the context, never on the other
+    rows of the batch. During training a row must not retrieve itself (it would read its own
+    label): pass ``query_index``, the position of each query row in the context, and that
+    position is excluded (use -1 for rows that are not in the context).
+
+    Args:
+        num_neighbors: how many context rows each row attends to (TabR's ``context_size``;
+            paper default 96). If the context has fewer rows, all of them are used.
+        num_classes: ``None`` for a regression label (a float, embedded by
+            ``Dense(d)``), or the number of classes for integer class labels ``0..n-1``
+            (embedded by a table of ``num_classes`` rows).
+        hidden_dim: width of ``T``'s hidden layer. Default ``2 * d`` (TabR's
+            ``d_multiplier=2``).
+        dropout: rate of dropout on the attention probabilities, in [0, 1). Default 0.
+        value_dropout: rate of dropout inside ``T``, in [0, 1). Default 0.
+        **kwargs: standard ``keras.layers.Layer`` arguments.
+
+    Call arguments:
+        query_keys: float ``(batch_size, d)``: the keys of the rows to predict.
+        context_keys: float ``(n_context, d)``: the keys of the stored rows. Gradients flow
+            through the keys of the selected neighbours.
+        context_labels: ``(n_context,)`` (or ``(n_context, 1)``) labels of the stored rows:
+            float for regression, integer class indices for classification.
+        query_index: optional int ``(batch_size,)``: each query row's index in the context,
+            excluded from its neighbours; -1 (or any index outside the context) excludes
+            nothing.
+        training: whether dropout is applied.
+        return_attention_scores: if ``True``, also return the attention probabilities.
+
+    Returns:
+        ``(batch_size, d)`` in the layer's compute dtype; with
+        ``return_attention_scores=True``, ``(outputs, scores)`` with ``scores``
+        ``(batch_size, k)`` float32 (``k = min(num_neighbors, n_context)``), the weights of
+        the neighbours, nearest first, summing to 1 (an excluded row gets weight 0).
+
+    Raises:
+        ValueError: if ``num_neighbors``, ``num_classes`` or ``hidden_dim`` is not a positive
+            integer, a dropout rate is outside [0, 1), ``query_keys``/``context_keys`` are not
+            of rank 2 with the same known last axis, or ``context_labels`` is not of rank 1
+            (or rank 2 with one column).
+
+    Example:
+
+    >>> import numpy as np
+    >>> layer = RetrievalAttention(num_neighbors=4, num_classes=3)
+    >>> queries = np.random.rand(5, 8).astype("float32")
+    >>> context = np.random.rand(20, 8).astype("float32")
+    >>> labels = np.random.randint(0, 3, size=20)
+    >>> outputs, scores = layer(queries, context, labels, return_attention_scores=True)
+    >>> tuple(outputs.shape), tuple(scores.shape)
+    ((5, 8), (5, 4))
+
+    Reference:
+        Gorishniy, Rubachev, Kartashev, Shlenskii, Kotelnikov & Babenko, "TabR: Tabular Deep
+        Learning Meets Nearest Neighbors", ICLR 2024, §3.2 (the retrieval module: L2
+        similarity, label embedding and the ``T(k - k_i)`` value term).
+    """
+
+    def __init__(
+        self,
+        num_neighbors=96,
+        num_classes=None,
+        hidden_dim=None,
+        dropout=0.0,
+        value_dropout=0.0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_neighbors = _checks.positive_int("num_neighbors", num_neighbors)
+        self.num_classes = _checks.positive_int("num_classes", num_classes, allow_none=True)
+        self.hidden_dim = _checks.positive_int("hidden_dim", hidden_dim, allow_none=True)
+        self.dropout = _checks.rate("dropout", dropout)
+        self.value_dropout = _checks.rate("value_dropout", value_dropout)
+
+    def build(self, query_keys_shape, context_keys_shape, context_labels_shape,
+              query_index_shape=None):
+        name = type(self).__name__
+        _checks.rank("query_keys", query_keys_shape, 2, name)
+        _checks.rank("context_keys", context_keys_shape, 2, name)
+        _checks.rank("context_labels", context_labels_shape, (1, 2), name)
+        d = query_keys_shape[-1]
+        if d is None or context_keys_shape[-1] != d:
+            raise ValueError(
+                f"{name} expects `query_keys` and `context_keys` with the same known last "
+                f"axis. Received: query_keys.shape={tuple(query_keys_shape)}, "
+                f"context_keys.shape={tuple(context_keys_shape)}"
+            )
+        if len(context_labels_shape) == 2 and context_labels_shape[-1] != 1:
+            raise ValueError(
+                f"{name} expects `context_labels` of shape (n_context,) or (n_context, 1). "
+                f"Received: context_labels.shape={tuple(context_labels_shape)}"
+            )
+        self.key_dim = d
+        hidden = self.hidden_dim or 2 * d
+        policy = self.dtype_policy
+        if self.num_classes is None:
+            # TabR's initialisation of its Linear(1, d) label encoder: U(-1/sqrt(2), 1/sqrt(2)).
+            init = keras.initializers.RandomUniform(-(0.5**0.5), 0.5**0.5)
+            self.label_embedding = keras.layers.Dense(
+                d, kernel_initializer=init, bias_initializer=init, name="label_embedding",
+                dtype=policy,
+            )
+            self.label_embedding.build((None, None, 1))
+        else:
+            self.label_embedding = keras.layers.Embedding(
+                self.num_classes, d, embeddings_initializer=keras.initializers.RandomUniform(-1, 1),
+                name="label_embedding", dtype=policy,
+            )
+            self.label_embedding.build((None, None))
+        self.value_hidden = keras.layers.Dense(
+            hidden, activation="relu", name="value_hidden", dtype=policy
+        )
+        self.value_hidden.build((None, None, d))
+        self.value_output = keras.layers.Dense(
+            d, use_bias=False, name="value_output", dtype=policy
+        )
+        self.value_output.build((None, hidden))
+        self.value_dropout_layer = keras.layers.Dropout(self.value_dropout, dtype=policy)
+        self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=policy)
+
+    def _k(self, n_context):
+        return self.num_neighbors if n_context is None else min(self.num_neighbors, n_context)
+
+    def call(
+        self,
+        query_keys,
+        context_keys,
+        context_labels,
+        query_index=None,
+        training=None,
+        return_attention_scores=False,
+    ):
+        queries = ops.cast(query_keys, "float32")
+        context = ops.cast(context_keys, "float32")
+        n_context = ops.shape(context)[0]
+        k = self._k(context.shape[0])
+        # The search needs no gradient: ||q||^2 - 2 q.c + ||c||^2 for every pair, then top-k.
+        search_q, search_c = ops.stop_gradient(queries), ops.stop_gradient(context)
+        distances = (
+            ops.sum(search_q * search_q, axis=-1, keepdims=True)
+            - 2.0 * ops.matmul(search_q, ops.transpose(search_c))
+            + ops.sum(search_c * search_c, axis=-1)[None, :]
+        )
+        valid = None
+        if query_index is not None:
+            query_index = ops.cast(query_index, "int32")
+            itself = ops.equal(query_index[:, None], ops.arange(n_context, dtype="int32")[None])
+            distances = ops.where(itself, 3e38, distances)
+        _, neighbors = ops.top_k(-distances, k=k)  # (batch, k), nearest first
+        if query_index is not None:
+            valid = ops.not_equal(neighbors, query_index[:, None])
+        neighbor_keys = ops.take(context, neighbors, axis=0)  # (batch, k, d)
+        difference = queries[:, None, :] - neighbor_keys
+        # Similarity recomputed from the gathered keys, so gradients reach both sides.
+        scores = masked_softmax(-ops.sum(difference * difference, axis=-1), valid)
+        labels = ops.take(ops.reshape(context_labels, (-1,)), neighbors, axis=0)  # (batch, k)
+        if self.num_classes is None:
+            label_values = self.label_embedding(ops.cast(labels, self.compute_dtype)[..., None])
+        else:
+            label_values = self.label_embedding(ops.cast(labels, "int32"))
+        difference = ops.cast(difference, self.compute_dtype)
+        hidden = self.value_dropout_layer(self.value_hidden(difference), training=training)
+        probs = self.dropout_layer(ops.cast(scores, self.compute_dtype), training=training)
+        # T's last layer is linear without bias, so sum_i p_i T_2(h_i) = T_2(sum_i p_i h_i):
+        # mixing first runs it once per row instead of once per neighbour (same result).
+        outputs = ops.einsum("bk,bkd->bd", probs, label_values) + self.value_output(
+            ops.einsum("bk,bkh->bh", probs, hidden)
+        )
+        if return_attention_scores:
+            return outputs, scores
+        return outputs
+
+    def compute_output_shape(self, query_keys_shape, context_keys_shape, *args, **kwargs):
+        return (query_keys_shape[0], query_keys_shape[-1])
+
+    def compute_output_spec(
+        self,
+        query_keys,
+        context_keys,
+        context_labels,
+        query_index=None,
+        training=None,
+        return_attention_scores=False,
+    ):
+        outputs = keras.KerasTensor(
+            (query_keys.shape[0], query_keys.shape[-1]), dtype=self.compute_dtype
+        )
+        if not return_attention_scores:
+            return outputs
+        scores = keras.KerasTensor(
+            (query_keys.shape[0], self._k(context_keys.shape[0])), dtype="float32"
+        )
+        return outputs, scores
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            num_neighbors=self.num_neighbors,
+            num_classes=self.num_classes,
+            hidden_dim=self.hidden_dim,
+            dropout=self.dropout,
+            value_dropout=self.value_dropout,
+        )
         return config

@@ -1,5 +1,6 @@
 """Models built from tabattn layers."""
 
 from tabattn.models.ft_transformer import FTTransformer, FTTransformerBlock
+from tabattn.models.tabr import TabR
 
-__all__ = ["FTTransformer", "FTTransformerBlock"]
+__all__ = ["FTTransformer", "FTTransformerBlock", "TabR"]

@@ -152,6 +152,11 @@ class FTTransformer(keras.Model):
         ffn_dropout: paper default 0.1.
         residual_dropout: paper default 0.0.
         ffn_factor: FFN hidden size as a multiple of ``d_token``. Paper default 4/3.
+        numeric_embedding: how numeric features become tokens: ``"linear"`` (the paper's
+            feature tokenizer), ``"periodic"`` or ``"piecewise"`` (Gorishniy et al. 2022;
+            see ``FeatureTokenizer``).
+        bins: bin edges per numeric feature for ``"piecewise"`` (``compute_bins``).
+        n_frequencies, frequency_init_scale: the ``"periodic"`` embedding's settings.
         **kwargs: passed to ``keras.Model`` (e.g. ``name``).
 
     Call arguments:
@@ -193,6 +198,10 @@ class FTTransformer(keras.Model):
         ffn_dropout=0.1,
         residual_dropout=0.0,
         ffn_factor=4 / 3,
+        numeric_embedding="linear",
+        bins=None,
+        n_frequencies=48,
+        frequency_init_scale=0.01,
         **kwargs,
     ):
         if isinstance(n_num_features, bool) or int(n_num_features) != n_num_features or (
@@ -212,7 +221,11 @@ class FTTransformer(keras.Model):
         ffn_hidden = max(1, int(d_token * ffn_factor))
 
         # === Layers ===
-        tokenizer = FeatureTokenizer(d_token, categorical_cardinalities, name="tokenizer")
+        tokenizer = FeatureTokenizer(
+            d_token, categorical_cardinalities, numeric_embedding=numeric_embedding, bins=bins,
+            n_frequencies=n_frequencies, frequency_init_scale=frequency_init_scale,
+            name="tokenizer",
+        )
         cls_token = CLSToken(d_token, name="cls_token")
         blocks = [
             FTTransformerBlock(
@@ -256,6 +269,10 @@ class FTTransformer(keras.Model):
         self.ffn_dropout = float(ffn_dropout)
         self.residual_dropout = float(residual_dropout)
         self.ffn_factor = float(ffn_factor)
+        self.numeric_embedding = numeric_embedding
+        self.bins = tokenizer.get_config()["bins"]
+        self.n_frequencies = int(n_frequencies)
+        self.frequency_init_scale = float(frequency_init_scale)
         self.tokenizer = tokenizer
         self.cls_token = cls_token
         self.blocks = blocks
@@ -359,6 +376,10 @@ class FTTransformer(keras.Model):
             ffn_dropout=self.ffn_dropout,
             residual_dropout=self.residual_dropout,
             ffn_factor=self.ffn_factor,
+            numeric_embedding=self.numeric_embedding,
+            bins=self.bins,
+            n_frequencies=self.n_frequencies,
+            frequency_init_scale=self.frequency_init_scale,
         )
 
     @classmethod

@@ -1,0 +1,559 @@
+"""TabR: a feed-forward model that retrieves the nearest training rows and reads their labels."""
+
+__all__ = ["TabR"]
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from tabattn.layers import _checks
+from tabattn.layers.embeddings import PeriodicEmbedding
+from tabattn.layers.row import RetrievalAttention
+
+_REFRESH_MODES = ("epoch", "step")
+
+
+def _linear_init(fan_in):
+    # PyTorch's nn.Linear default, as in the paper's code: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+    limit = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-limit, limit)
+
+
+class _Block(keras.layers.Layer):
+    """TabR's residual MLP block: ``x + Dropout(Dense(Dropout(ReLU(Dense(Norm(x))))))``."""
+
+    def __init__(self, d_main, d_block, dropout0, dropout1, prenorm, **kwargs):
+        super().__init__(**kwargs)
+        self.norm = keras.layers.LayerNormalization(epsilon=1e-5, name="norm") if prenorm else None
+        self.hidden = keras.layers.Dense(
+            d_block, activation="relu", kernel_initializer=_linear_init(d_main),
+            bias_initializer=_linear_init(d_main), name="hidden",
+        )
+        self.output_dense = keras.layers.Dense(
+            d_main, kernel_initializer=_linear_init(d_block),
+            bias_initializer=_linear_init(d_block), name="output",
+        )
+        self.dropout0 = keras.layers.Dropout(dropout0)
+        self.dropout1 = keras.layers.Dropout(dropout1)
+        self.d_main, self.d_block = d_main, d_block
+
+    def build(self, input_shape):
+        if self.norm is not None:
+            self.norm.build(input_shape)
+        self.hidden.build(input_shape)
+        self.output_dense.build((None, self.d_block))
+
+    def call(self, x, training=None):
+        h = self.norm(x) if self.norm is not None else x
+        h = self.dropout0(self.hidden(h), training=training)
+        return x + self.dropout1(self.output_dense(h), training=training)
+
+
+class _ContextKeyRefresh(keras.callbacks.Callback):
+    """Recompute the stored rows' keys with the current weights.
+
+    Before each epoch (the keys the training steps search), before each validation (so
+    validation sees keys of the weights it evaluates) and at the end of training (after any
+    callback that restored the best weights, as this one runs last).
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.refresh_context_keys()
+
+    def on_test_begin(self, logs=None):
+        self.model.refresh_context_keys()
+
+    def on_train_end(self, logs=None):
+        self.model.refresh_context_keys()
+
+
+@keras.saving.register_keras_serializable(package="tabattn")
+class TabR(keras.Model):
+    """TabR (Gorishniy et al. 2024): an MLP whose rows read the labels of their nearest training rows.
+
+    Each row is encoded by a linear layer (numeric features, optionally through a
+    ``PeriodicEmbedding``, plus one-hot categorical features) and ``encoder_n_blocks``
+    residual MLP blocks into ``x`` (size ``d_main``) and a key ``k = Dense(d_main)(x)``. A
+    ``RetrievalAttention`` finds the ``num_neighbors`` stored rows ("the context": the
+    training rows, set with ``set_context``) whose keys are nearest to ``k`` and adds the
+    mix of their label embeddings and ``T(k - k_i)`` terms to ``x``; ``predictor_n_blocks``
+    residual blocks and a head ``Dense(d_out)(ReLU(LayerNorm(x)))`` give the logits.
+
+    **The context.** Before training or predicting, call ``set_context(inputs, labels)`` with
+    the training rows. The rows, their labels and their keys are non-trainable weights, so a
+    ``.keras`` file holds them and a reloaded model predicts identically. A row's prediction
+    depends only on that row and the context, never on the rest of its batch. During
+    training, pass ``"row_index"`` (each row's index in the context) in the input dict so that
+    a training row never retrieves itself (``fit`` of the tabattn estimators does this).
+
+    **Where this departs from the paper's code.** With ``context_refresh="epoch"`` (default)
+    the keys of the stored rows are recomputed with the current weights before each epoch
+    and each validation, not at every step, and receive no gradient: on a CPU, encoding every
+    training row at every step costs more than the rest of the step together. (The paper
+    freezes contexts entirely after a few epochs in its "context freeze" variant, §A.) With
+    ``context_refresh="step"``, each training step re-encodes all stored rows with gradients,
+    as the paper does. Categorical features enter through a learned table per category,
+    which equals the paper's one-hot input followed by its first linear layer. Call
+    ``refresh_context_keys()`` after changing the weights outside ``fit``.
+
+    Args:
+        n_num_features: number of numeric input columns (>= 0).
+        categorical_cardinalities: known categories per categorical column (code 0 is
+            reserved for missing/unseen, as in ``FeatureTokenizer``).
+        d_out: number of outputs (1 for regression and binary classification).
+        num_classes: ``None`` for regression labels (floats), else the number of classes of
+            the integer labels given to ``set_context`` (2 for binary classification).
+        num_neighbors: rows retrieved per row (paper: ``context_size`` = 96).
+        d_main: width of the representation and keys (paper default 265).
+        d_multiplier: hidden width of each block and of ``T`` as a multiple of ``d_main``
+            (paper default 2).
+        encoder_n_blocks: residual blocks before retrieval (paper default 0).
+        predictor_n_blocks: residual blocks after retrieval (paper default 1).
+        mixer_normalization: ``"auto"`` (LayerNorm before the key layer only when
+            ``encoder_n_blocks > 0``, as in the paper), ``True`` or ``False``.
+        context_dropout: dropout on the retrieval attention probabilities (default 0.389).
+        dropout0: dropout inside the blocks and ``T`` (default 0.389).
+        dropout1: dropout on each block's output (default 0).
+        numeric_embedding: ``None`` (numeric values enter as they are) or ``"periodic"``
+            (``PeriodicEmbedding(lite=True)``, the paper's "PLR(lite)" used by its tuned TabR).
+        embedding_dim: output size per numeric feature of the periodic embedding.
+        n_frequencies: frequencies per numeric feature of the periodic embedding.
+        frequency_init_scale: initialisation scale sigma of the frequencies.
+        context_refresh: ``"epoch"`` or ``"step"``; see above.
+        context_rows: number of stored rows; set by ``set_context`` (a saved model records
+            it), rarely given by hand.
+        **kwargs: passed to ``keras.Model`` (e.g. ``name``).
+
+    Call arguments:
+        inputs: dict with ``"numeric"`` (float32 ``(batch_size, n_num_features)``, when
+            there are numeric features), ``"categorical"`` (int32 codes ``(batch_size,
+            n_cat)``, when there are categorical features) and optionally ``"row_index"``
+            (int32 ``(batch_size,)``: each row's index in the context, -1 for none).
+        training: whether dropout is applied.
+
+    Returns:
+        ``(batch_size, d_out)`` logits (regression: predictions).
+
+    Raises:
+        ValueError: for non-positive sizes, rates outside [0, 1), unknown options, no input
+            features, calling the model before ``set_context``, or a context whose size,
+            columns or labels do not fit the model.
+
+    Example:
+
+    >>> import numpy as np
+    >>> model = TabR(n_num_features=3, categorical_cardinalities=(4,), num_classes=2,
+    ...              d_main=16, num_neighbors=4)
+    >>> rows = {"numeric": np.random.rand(50, 3).astype("float32"),
+    ...         "categorical": np.random.randint(0, 5, (50, 1)).astype("int32")}
+    >>> model.set_context(rows, np.random.randint(0, 2, 50))
+    >>> tuple(model({k: v[:5] for k, v in rows.items()}).shape)
+    (5, 1)
+
+    Reference:
+        Gorishniy, Rubachev, Kartashev, Shlenskii, Kotelnikov & Babenko, "TabR: Tabular Deep
+        Learning Meets Nearest Neighbors", ICLR 2024. Defaults: the "TabR-S" default
+        configuration of its appendix (d = 265, attention dropout 0.38920071545944357, FFN
+        dropout 0.38852797479169876, AdamW learning rate 0.0003121273641315169, weight decay
+        1.2260352006404615e-06, 96 neighbours, no encoder block, one predictor block).
+    """
+
+    def __init__(
+        self,
+        n_num_features,
+        categorical_cardinalities=(),
+        d_out=1,
+        num_classes=None,
+        num_neighbors=96,
+        d_main=265,
+        d_multiplier=2.0,
+        encoder_n_blocks=0,
+        predictor_n_blocks=1,
+        mixer_normalization="auto",
+        context_dropout=0.38920071545944357,
+        dropout0=0.38852797479169876,
+        dropout1=0.0,
+        numeric_embedding=None,
+        embedding_dim=16,
+        n_frequencies=48,
+        frequency_init_scale=0.01,
+        context_refresh="epoch",
+        context_rows=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if isinstance(n_num_features, bool) or int(n_num_features) != n_num_features or (
+            n_num_features < 0
+        ):
+            raise ValueError(
+                "`n_num_features` must be a non-negative integer. "
+                f"Received: n_num_features={n_num_features!r}"
+            )
+        self.n_num_features = int(n_num_features)
+        self.categorical_cardinalities = tuple(
+            _checks.positive_int(f"categorical_cardinalities[{j}]", c)
+            for j, c in enumerate(categorical_cardinalities or ())
+        )
+        if self.n_num_features + len(self.categorical_cardinalities) == 0:
+            raise ValueError("TabR needs at least one numeric or categorical feature.")
+        self.d_out = _checks.positive_int("d_out", d_out)
+        self.num_classes = _checks.positive_int("num_classes", num_classes, allow_none=True)
+        self.num_neighbors = _checks.positive_int("num_neighbors", num_neighbors)
+        self.d_main = _checks.positive_int("d_main", d_main)
+        self.d_multiplier = _checks.positive_float("d_multiplier", d_multiplier)
+        for name, value in (("encoder_n_blocks", encoder_n_blocks),
+                            ("predictor_n_blocks", predictor_n_blocks)):
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(
+                    f"`{name}` must be a non-negative integer. Received: {name}={value!r}"
+                )
+        self.encoder_n_blocks = int(encoder_n_blocks)
+        self.predictor_n_blocks = int(predictor_n_blocks)
+        _checks.one_of("mixer_normalization", mixer_normalization, ("auto", True, False))
+        self.mixer_normalization = mixer_normalization
+        self.context_dropout = _checks.rate("context_dropout", context_dropout)
+        self.dropout0 = _checks.rate("dropout0", dropout0)
+        self.dropout1 = _checks.rate("dropout1", dropout1)
+        self.numeric_embedding = _checks.one_of(
+            "numeric_embedding", numeric_embedding, (None, "periodic")
+        )
+        self.embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
+        self.n_frequencies = _checks.positive_int("n_frequencies", n_frequencies)
+        self.frequency_init_scale = _checks.positive_float(
+            "frequency_init_scale", frequency_init_scale
+        )
+        self.context_refresh = _checks.one_of("context_refresh", context_refresh, _REFRESH_MODES)
+        self.context_rows = _checks.positive_int("context_rows", context_rows, allow_none=True)
+
+        # === Layers ===
+        d_block = max(1, int(self.d_main * self.d_multiplier))
+        self.periodic = None
+        d_numeric = self.n_num_features
+        if self.numeric_embedding == "periodic" and self.n_num_features:
+            self.periodic = PeriodicEmbedding(
+                embedding_dim=self.embedding_dim, n_frequencies=self.n_frequencies,
+                frequency_init_scale=self.frequency_init_scale, lite=True,
+                name="numeric_embedding",
+            )
+            d_numeric = self.n_num_features * self.embedding_dim
+        self._d_in = d_numeric + sum(c + 1 for c in self.categorical_cardinalities)
+        self.linear = keras.layers.Dense(
+            self.d_main, use_bias=True, kernel_initializer=_linear_init(self._d_in),
+            bias_initializer=_linear_init(self._d_in), name="linear",
+        ) if d_numeric else None
+        self.encoder_blocks = [
+            _Block(self.d_main, d_block, self.dropout0, self.dropout1, prenorm=i > 0,
+                   name=f"encoder_block_{i}")
+            for i in range(self.encoder_n_blocks)
+        ]
+        use_norm = (
+            self.encoder_n_blocks > 0 if mixer_normalization == "auto" else mixer_normalization
+        )
+        self.mixer_norm = (
+            keras.layers.LayerNormalization(epsilon=1e-5, name="mixer_norm") if use_norm else None
+        )
+        self.key = keras.layers.Dense(
+            self.d_main, kernel_initializer=_linear_init(self.d_main),
+            bias_initializer=_linear_init(self.d_main), name="key",
+        )
+        self.retrieval = RetrievalAttention(
+            num_neighbors=self.num_neighbors, num_classes=self.num_classes, hidden_dim=d_block,
+            dropout=self.context_dropout, value_dropout=self.dropout0, name="retrieval",
+        )
+        self.predictor_blocks = [
+            _Block(self.d_main, d_block, self.dropout0, self.dropout1, prenorm=True,
+                   name=f"predictor_block_{i}")
+            for i in range(self.predictor_n_blocks)
+        ]
+        self.head_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="head_norm")
+        self.head = keras.layers.Dense(
+            self.d_out, kernel_initializer=_linear_init(self.d_main),
+            bias_initializer=_linear_init(self.d_main), name="head",
+        )
+        if self.context_rows is not None:
+            self.build()
+
+    # --- building ----------------------------------------------------------------------------
+    def build(self, input_shape=None):
+        if self.built:
+            return
+        if self.context_rows is None:
+            raise ValueError(
+                "TabR needs its context (the stored training rows) before it can run: call "
+                "`model.set_context(inputs, labels)` first."
+            )
+        d = self.d_main
+        if self.periodic is not None:
+            self.periodic.build((None, self.n_num_features))
+        if self.linear is not None:
+            width = (self.n_num_features * self.embedding_dim if self.periodic is not None
+                     else self.n_num_features)
+            self.linear.build((None, width))
+        if self.categorical_cardinalities:
+            offsets = np.cumsum([0] + [c + 1 for c in self.categorical_cardinalities[:-1]])
+            self._offsets = [int(o) for o in offsets]
+            init = _linear_init(self._d_in)
+            # One row per category: the paper's one-hot columns of its first linear layer.
+            self.categorical_weight = self.add_weight(
+                name="categorical_weight",
+                shape=(sum(c + 1 for c in self.categorical_cardinalities), d),
+                initializer=init,
+            )
+            if self.linear is None:
+                self.categorical_bias = self.add_weight(
+                    name="categorical_bias", shape=(d,), initializer=init
+                )
+        for block in self.encoder_blocks + self.predictor_blocks:
+            block.build((None, d))
+        if self.mixer_norm is not None:
+            self.mixer_norm.build((None, d))
+        self.key.build((None, d))
+        label_shape = (None,)
+        self.retrieval.build((None, d), (None, d), label_shape)
+        self.head_norm.build((None, d))
+        self.head.build((None, d))
+        n = self.context_rows
+        self.context_numeric = self.add_weight(
+            name="context_numeric", shape=(n, self.n_num_features), initializer="zeros",
+            trainable=False, dtype="float32",
+        )
+        self.context_categorical = self.add_weight(
+            name="context_categorical", shape=(n, len(self.categorical_cardinalities)),
+            initializer="zeros", trainable=False, dtype="int32",
+        )
+        self.context_labels = self.add_weight(
+            name="context_labels", shape=(n,), initializer="zeros", trainable=False,
+            dtype="float32" if self.num_classes is None else "int32",
+        )
+        self.context_keys = self.add_weight(
+            name="context_keys", shape=(n, d), initializer="zeros", trainable=False,
+            dtype="float32",
+        )
+        self.built = True
+
+    # --- the context -------------------------------------------------------------------------
+    def set_context(self, inputs, labels):
+        """Store the rows to retrieve from (normally the training rows) and their labels.
+
+        Args:
+            inputs: dict like the call's (NumPy arrays; ``"row_index"`` is ignored).
+            labels: ``(n_rows,)`` or ``(n_rows, 1)``: floats for regression (in the units
+                the model is trained on, e.g. standardised), class indices ``0..n-1`` for
+                classification.
+
+        Raises:
+            ValueError: if the arrays do not have the model's columns, lengths differ,
+                labels are not finite or not valid class indices, or the model already holds
+                a context of another size.
+        """
+        numeric, categorical = self._context_arrays(inputs)
+        labels = np.asarray(labels)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+        n = len(numeric)
+        if labels.ndim != 1 or len(labels) != n:
+            raise ValueError(
+                f"`labels` must have shape ({n},) to match the context rows. "
+                f"Received: labels.shape={labels.shape}"
+            )
+        if self.num_classes is None:
+            labels = labels.astype("float32")
+            if not np.isfinite(labels).all():
+                raise ValueError("`labels` of a regression context must be finite.")
+        else:
+            if not np.all(np.equal(np.mod(labels, 1), 0)) or labels.min() < 0 or (
+                labels.max() >= self.num_classes
+            ):
+                raise ValueError(
+                    f"`labels` must be class indices in [0, {self.num_classes}). "
+                    f"Received values in [{labels.min()}, {labels.max()}]"
+                )
+            labels = labels.astype("int32")
+        if self.context_rows is None:
+            self.context_rows = n
+        elif n != self.context_rows:
+            raise ValueError(
+                f"This TabR was built for a context of {self.context_rows} rows. "
+                f"Received {n} rows; build a new model for a context of another size."
+            )
+        self.build()
+        self.context_numeric.assign(numeric)
+        self.context_categorical.assign(categorical)
+        self.context_labels.assign(labels)
+        self.refresh_context_keys()
+
+    def _context_arrays(self, inputs):
+        if not isinstance(inputs, dict):
+            raise ValueError(
+                "`inputs` must be a dict with 'numeric' and/or 'categorical' arrays. "
+                f"Received: {type(inputs).__name__}"
+            )
+        numeric = inputs.get("numeric")
+        categorical = inputs.get("categorical")
+        n = len(next(v for k, v in inputs.items() if k != "row_index"))
+        numeric = np.zeros((n, 0), "float32") if numeric is None else np.asarray(
+            numeric, dtype="float32"
+        )
+        categorical = np.zeros((n, 0), "int32") if categorical is None else np.asarray(
+            categorical
+        ).astype("int32")
+        n_cat = len(self.categorical_cardinalities)
+        if numeric.shape != (n, self.n_num_features) or categorical.shape != (n, n_cat):
+            raise ValueError(
+                f"The context must have {self.n_num_features} numeric and {n_cat} categorical "
+                f"columns. Received: numeric {numeric.shape}, categorical {categorical.shape}"
+            )
+        if not np.isfinite(numeric).all():
+            raise ValueError("The context's numeric features hold NaN or infinite values.")
+        return numeric, categorical
+
+    def refresh_context_keys(self, batch_size=8192):
+        """Recompute the keys of the stored rows with the current weights (inference mode)."""
+        numeric = ops.convert_to_tensor(self.context_numeric)
+        categorical = ops.convert_to_tensor(self.context_categorical)
+        keys = []
+        for start in range(0, self.context_rows, batch_size):
+            stop = start + batch_size
+            _, k = self._encode(numeric[start:stop], categorical[start:stop], training=False)
+            keys.append(ops.convert_to_numpy(k))
+        self.context_keys.assign(np.concatenate(keys, axis=0))
+
+    # --- the forward pass --------------------------------------------------------------------
+    def _encode(self, numeric, categorical, training=None):
+        x = None
+        if self.linear is not None:
+            numeric = ops.cast(numeric, self.compute_dtype)
+            if self.periodic is not None:
+                numeric = ops.reshape(self.periodic(numeric), (-1, self.linear.kernel.shape[0]))
+            x = self.linear(numeric)
+        if self.categorical_cardinalities:
+            codes = ops.cast(categorical, "int32") + ops.convert_to_tensor(
+                self._offsets, dtype="int32"
+            )
+            cat = ops.sum(ops.take(self.categorical_weight, codes, axis=0), axis=1)
+            x = cat + self.categorical_bias if x is None else x + cat
+        for block in self.encoder_blocks:
+            x = block(x, training=training)
+        k = self.key(self.mixer_norm(x) if self.mixer_norm is not None else x)
+        return x, k
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, dict):
+            raise ValueError(
+                "TabR expects a dict with 'numeric' and/or 'categorical' (and optionally "
+                f"'row_index'). Received: {type(inputs).__name__}"
+            )
+        numeric = inputs.get("numeric")
+        categorical = inputs.get("categorical")
+        x, k = self._encode(numeric, categorical, training=training)
+        if training and self.context_refresh == "step":
+            _, context_keys = self._encode(
+                self.context_numeric, self.context_categorical, training=training
+            )
+        else:
+            context_keys = self.context_keys
+        mixed = self.retrieval(
+            k, context_keys, self.context_labels, query_index=inputs.get("row_index"),
+            training=training,
+        )
+        x = x + mixed
+        for block in self.predictor_blocks:
+            x = block(x, training=training)
+        return self.head(ops.relu(self.head_norm(x)))
+
+    def fit(self, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit`` that also keeps the stored rows' keys current (see class doc)."""
+        callbacks = list(callbacks or []) + [_ContextKeyRefresh()]
+        return super().fit(*args, callbacks=callbacks, **kwargs)
+
+    # --- training defaults --------------------------------------------------------------------
+    @classmethod
+    def default_config(cls):
+        """TabR-S defaults of the paper's appendix (see the class docstring)."""
+        return dict(
+            num_neighbors=96,
+            d_main=265,
+            d_multiplier=2.0,
+            encoder_n_blocks=0,
+            predictor_n_blocks=1,
+            context_dropout=0.38920071545944357,
+            dropout0=0.38852797479169876,
+            dropout1=0.0,
+        )
+
+    @classmethod
+    def default_optimizer_config(cls):
+        """TabR-S's AdamW settings: learning rate 3.12e-4, weight decay 1.23e-6."""
+        return dict(learning_rate=0.0003121273641315169, weight_decay=1.2260352006404615e-06)
+
+    def make_optimizer(self, learning_rate=0.0003121273641315169,
+                       weight_decay=1.2260352006404615e-06):
+        """AdamW without weight decay on norms, biases, the label and numeric embeddings.
+
+        The exclusions follow the paper's code (its ``zero_weight_decay_condition``).
+        """
+        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+        excluded = list(self.retrieval.label_embedding.weights)
+        if self.periodic is not None:
+            excluded.extend(self.periodic.weights)
+        for layer in self._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.layers.LayerNormalization):
+                excluded.extend(layer.weights)
+        excluded.extend(w for w in self.trainable_weights if w.path.endswith("bias"))
+        optimizer.exclude_from_weight_decay(var_list=excluded)
+        return optimizer
+
+    def neighbors(self, inputs, batch_size=4096):
+        """The stored rows each row retrieves, and their attention weights.
+
+        Returns:
+            ``(indices, weights)``: int64 and float32 NumPy arrays ``(n_rows, k)``, nearest
+            first; ``indices`` index the context given to ``set_context``.
+        """
+        n_rows = len(next(iter(inputs.values())))
+        indices, weights = [], []
+        for start in range(0, n_rows, batch_size):
+            batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            _, k = self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
+            keys = ops.convert_to_numpy(k)
+            context = ops.convert_to_numpy(self.context_keys)
+            distances = (
+                (keys**2).sum(-1, keepdims=True) - 2 * keys @ context.T + (context**2).sum(-1)
+            )
+            count = min(self.num_neighbors, self.context_rows)
+            nearest = np.argsort(distances, axis=1, kind="stable")[:, :count]
+            chosen = -np.take_along_axis(distances, nearest, axis=1)
+            chosen = np.exp(chosen - chosen.max(axis=1, keepdims=True))
+            indices.append(nearest)
+            weights.append((chosen / chosen.sum(axis=1, keepdims=True)).astype("float32"))
+        return np.concatenate(indices), np.concatenate(weights)
+
+    def get_config(self):
+        return dict(
+            name=self.name,
+            n_num_features=self.n_num_features,
+            categorical_cardinalities=list(self.categorical_cardinalities),
+            d_out=self.d_out,
+            num_classes=self.num_classes,
+            num_neighbors=self.num_neighbors,
+            d_main=self.d_main,
+            d_multiplier=self.d_multiplier,
+            encoder_n_blocks=self.encoder_n_blocks,
+            predictor_n_blocks=self.predictor_n_blocks,
+            mixer_normalization=self.mixer_normalization,
+            context_dropout=self.context_dropout,
+            dropout0=self.dropout0,
+            dropout1=self.dropout1,
+            numeric_embedding=self.numeric_embedding,
+            embedding_dim=self.embedding_dim,
+            n_frequencies=self.n_frequencies,
+            frequency_init_scale=self.frequency_init_scale,
+            context_refresh=self.context_refresh,
+            context_rows=self.context_rows,
+        )
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

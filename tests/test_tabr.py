@@ -1,0 +1,152 @@
+"""TabR: the stored context, batch independence, save/load with the context, training."""
+
+import keras
+import numpy as np
+import pytest
+
+from tabattn.models import TabR
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def _clusters(rng, n=240):
+    """Rows in 4 well-separated clusters; the label is the cluster's parity."""
+    centers = rng.normal(scale=4.0, size=(4, 3))
+    cluster = rng.integers(0, 4, size=n)
+    numeric = (centers[cluster] + rng.normal(scale=0.3, size=(n, 3))).astype("float32")
+    categorical = rng.integers(0, 4, size=(n, 2)).astype("int32")
+    return {"numeric": numeric, "categorical": categorical}, (cluster % 2).astype("int32")
+
+
+def _model(**kwargs):
+    config = dict(n_num_features=3, categorical_cardinalities=(3, 3), num_classes=2,
+                  d_main=16, num_neighbors=8)
+    config.update(kwargs)
+    return TabR(**config)
+
+
+def test_defaults_are_tabr_s():
+    config = TabR.default_config()
+    assert config["d_main"] == 265 and config["num_neighbors"] == 96
+    assert config["encoder_n_blocks"] == 0 and config["predictor_n_blocks"] == 1
+    assert TabR.default_optimizer_config()["learning_rate"] == pytest.approx(3.121e-4, rel=1e-3)
+
+
+def test_needs_a_context_before_it_runs(rng):
+    inputs, _ = _clusters(rng, 10)
+    with pytest.raises(ValueError, match="set_context"):
+        _model()(inputs)
+
+
+def test_context_keys_are_the_encoded_context_rows(rng):
+    inputs, labels = _clusters(rng)
+    model = _model()
+    model.set_context(inputs, labels)
+    _, keys = model._encode(inputs["numeric"], inputs["categorical"], training=False)
+    np.testing.assert_allclose(_np(model.context_keys), _np(keys), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(_np(model.context_labels), labels)
+
+
+def test_predictions_do_not_depend_on_the_batch(rng):
+    inputs, labels = _clusters(rng, 300)
+    model = _model(numeric_embedding="periodic")
+    model.set_context(inputs, labels)
+    full = model.predict(inputs, batch_size=256, verbose=0)
+    for size in (1, 7):
+        part = model.predict({k: v[:size] for k, v in inputs.items()}, batch_size=size,
+                             verbose=0)
+        np.testing.assert_allclose(part, full[:size], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("context_refresh", ["epoch", "step"])
+def test_fit_learns_from_neighbours_and_updates_every_weight(rng, context_refresh):
+    inputs, labels = _clusters(rng)
+    model = _model(context_refresh=context_refresh, context_dropout=0.0, dropout0=0.0)
+    model.set_context(inputs, labels)
+    before = [_np(w).copy() for w in model.trainable_weights]
+    model.compile(optimizer=model.make_optimizer(learning_rate=3e-3),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    train = dict(inputs, row_index=np.arange(len(labels), dtype="int32"))
+    targets = labels[:, None].astype("float32")
+    model.fit(train, targets, epochs=15, batch_size=32, verbose=0,
+              validation_data=(inputs, targets))
+    unchanged = [w.path for w, b in zip(model.trainable_weights, before)
+                 if np.allclose(_np(w), b)]
+    assert not unchanged, f"weights without gradient: {unchanged}"
+    # Keys were refreshed after training: they match the final weights.
+    _, keys = model._encode(inputs["numeric"], inputs["categorical"], training=False)
+    np.testing.assert_allclose(_np(model.context_keys), _np(keys), rtol=1e-4, atol=1e-5)
+    new_inputs, new_labels = _clusters(np.random.default_rng(1), 100)
+    new_inputs["numeric"] = inputs["numeric"][:100] + 0.05  # near the stored rows
+    accuracy = np.mean((model.predict(new_inputs, verbose=0)[:, 0] > 0) == labels[:100])
+    assert accuracy > 0.9
+
+
+def test_save_and_load_keep_the_context(rng, tmp_path):
+    inputs, labels = _clusters(rng)
+    model = _model(numeric_embedding="periodic", encoder_n_blocks=1)
+    model.set_context(inputs, labels)
+    expected = model.predict(inputs, verbose=0)
+    path = str(tmp_path / "tabr.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.context_rows == len(labels)
+    np.testing.assert_array_equal(_np(loaded.context_labels), labels)
+    np.testing.assert_allclose(loaded.predict(inputs, verbose=0), expected, rtol=1e-6, atol=0)
+
+
+def test_regression_context(rng):
+    inputs, _ = _clusters(rng, 50)
+    model = _model(num_classes=None)
+    targets = rng.normal(size=50).astype("float32")
+    model.set_context(inputs, targets[:, None])
+    np.testing.assert_allclose(_np(model.context_labels), targets)
+    assert model.predict(inputs, verbose=0).shape == (50, 1)
+
+
+def test_neighbors_are_the_nearest_stored_rows(rng):
+    inputs, labels = _clusters(rng, 60)
+    model = _model(num_neighbors=5)
+    model.set_context(inputs, labels)
+    indices, weights = model.neighbors({k: v[:4] for k, v in inputs.items()})
+    assert indices.shape == weights.shape == (4, 5)
+    np.testing.assert_array_equal(indices[:, 0], np.arange(4))  # a stored row finds itself
+    np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"d_main": 0}, "d_main"),
+        ({"num_neighbors": -1}, "num_neighbors"),
+        ({"context_dropout": 1.0}, "context_dropout"),
+        ({"encoder_n_blocks": -1}, "encoder_n_blocks"),
+        ({"numeric_embedding": "linear"}, "numeric_embedding"),
+        ({"context_refresh": "never"}, "context_refresh"),
+        ({"mixer_normalization": "yes"}, "mixer_normalization"),
+    ],
+)
+def test_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _model(**kwargs)
+
+
+def test_invalid_contexts(rng):
+    inputs, labels = _clusters(rng, 20)
+    model = _model()
+    with pytest.raises(ValueError, match="class indices"):
+        model.set_context(inputs, labels + 5)
+    with pytest.raises(ValueError, match="labels"):
+        model.set_context(inputs, labels[:10])
+    with pytest.raises(ValueError, match="numeric"):
+        model.set_context({"numeric": inputs["numeric"][:, :2],
+                           "categorical": inputs["categorical"]}, labels)
+    bad = dict(inputs, numeric=inputs["numeric"].copy())
+    bad["numeric"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.set_context(bad, labels)
+    model.set_context(inputs, labels)
+    with pytest.raises(ValueError, match="20 rows"):
+        model.set_context({k: v[:10] for k, v in inputs.items()}, labels[:10])
