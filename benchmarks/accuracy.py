@@ -563,11 +563,11 @@ MODELS = {
         run_tabattn_ft, ("tabattn",), True, "tabattn FTTransformer (paper default), estimator"
     ),
     "tabattn_tabr": ModelSpec(
-        run_tabattn_tabr, ("tabattn",), True, "tabattn TabR (TabR-S defaults), estimator"
+        run_tabattn_tabr, ("tabattn",), True, "tabattn TabR (estimator: TabR-S, d_main 128, 32 neighbours, lr 1e-3)"
     ),
     "tabattn_tabr_plr": ModelSpec(
         run_tabattn_tabr_plr, ("tabattn",), True,
-        "tabattn TabR-S + periodic numeric embeddings (PLR lite), estimator",
+        "tabattn TabR as tabattn_tabr + periodic numeric embeddings (PLR lite)",
     ),
     "rtdl_ft": ModelSpec(
         run_rtdl_ft, ("rtdl_revisiting_models", "torch"), False,

@@ -179,6 +179,13 @@ def test_ft_transformer_with_piecewise_embeddings(rng, tmp_path, bins):
                                   clf.predict_proba(X))
 
 
+def test_tabr_rejects_piecewise_embeddings_clearly(rng):
+    X, y = rng.normal(size=(40, 2)), [0, 1] * 20
+    clf = TabularClassifier(model="tabr", model_params={"numeric_embedding": "piecewise"})
+    with pytest.raises(ValueError, match="numeric_embedding"):
+        clf.fit(X, y)
+
+
 def test_unknown_model():
     X, y = np.zeros((10, 2)), [0, 1] * 5
     with pytest.raises(ValueError, match="`model` must be one of"):

@@ -378,3 +378,8 @@ def test_retrieval_shape_errors(rng):
     with pytest.raises(ValueError, match="context_labels"):
         RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"),
                                             np.zeros((6, 2)))
+    with pytest.raises(ValueError, match="one label per context row"):
+        RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"), np.zeros(5))
+    with pytest.raises(ValueError, match="query_index"):
+        RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"), np.zeros(6),
+                                            query_index=np.zeros((4, 1), "int32"))

@@ -150,3 +150,28 @@ def test_invalid_contexts(rng):
     model.set_context(inputs, labels)
     with pytest.raises(ValueError, match="20 rows"):
         model.set_context({k: v[:10] for k, v in inputs.items()}, labels[:10])
+
+
+def test_categorical_codes_outside_the_cardinality(rng):
+    inputs, labels = _clusters(rng, 30)
+    model = _model()
+    bad = dict(inputs, categorical=inputs["categorical"].copy())
+    bad["categorical"][0, 1] = 4  # cardinality 3: codes 0..3
+    with pytest.raises(ValueError, match=r"Categorical column 1.*\[0, 3\]"):
+        model.set_context(bad, labels)
+    model.set_context(inputs, labels)
+    unseen = dict(inputs, categorical=inputs["categorical"].copy())
+    unseen["categorical"][:, 0] = 0
+    wild = dict(inputs, categorical=inputs["categorical"].copy())
+    wild["categorical"][:, 0] = 99  # an unknown code reads as code 0 (missing/unseen)
+    np.testing.assert_allclose(model.predict(wild, verbose=0), model.predict(unseen, verbose=0),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_fit_without_row_index_warns(rng):
+    inputs, labels = _clusters(rng, 40)
+    model = _model()
+    model.set_context(inputs, labels)
+    model.compile(optimizer="adam", loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    with pytest.warns(UserWarning, match="row_index"):
+        model.fit(inputs, labels[:, None].astype("float32"), epochs=1, verbose=0)

@@ -217,7 +217,7 @@ class _TabularEstimator(BaseEstimator):
         }
         if model_class is TabR:
             config["num_classes"] = self._num_classes()
-        if config.get("numeric_embedding") == "piecewise":
+        if model_class is FTTransformer and config.get("numeric_embedding") == "piecewise":
             config["bins"] = _piecewise_bins(
                 config.get("bins"), config.pop("n_bins", 48), inputs_train, targets_train,
                 self._task == "regression",
@@ -266,6 +266,8 @@ class _TabularEstimator(BaseEstimator):
         if early_stopping.best_weights is not None:
             # Restore the best epoch also when the time limit, not patience, ended training.
             self.model_.set_weights(early_stopping.best_weights)
+        if hasattr(self.model_, "refresh_context_keys"):
+            self.model_.refresh_context_keys()  # keys of exactly the weights kept
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
         self.feature_importances_ = self._column_importances(inputs_val, X_val, y_val)
@@ -340,7 +342,8 @@ class _TabularEstimator(BaseEstimator):
             "keras_backend": keras.backend.backend(),
         }
         with open(os.path.join(path, ESTIMATOR_FILE), "w", encoding="utf-8") as file:
-            json.dump(state, file, indent=1)
+            # NumPy values in model_params (e.g. explicit bins) are stored as lists.
+            json.dump(state, file, indent=1, default=lambda value: np.asarray(value).tolist())
 
 
 class TabularClassifier(ClassifierMixin, _TabularEstimator):

@@ -385,8 +385,13 @@ class RetrievalAttention(keras.layers.Layer):
     Raises:
         ValueError: if ``num_neighbors``, ``num_classes`` or ``hidden_dim`` is not a positive
             integer, a dropout rate is outside [0, 1), ``query_keys``/``context_keys`` are not
-            of rank 2 with the same known last axis, or ``context_labels`` is not of rank 1
-            (or rank 2 with one column).
+            of rank 2 with the same known last axis, ``context_labels`` is not of rank 1 (or
+            rank 2 with one column) or has another length than ``context_keys``, or
+            ``query_index`` is not of rank 1.
+
+    Note:
+        ``T``'s layers use Keras's default initialisers (Glorot uniform, zero bias), not
+        PyTorch's ``U(±1/sqrt(fan_in))`` of the paper's code.
 
     Example:
 
@@ -434,6 +439,15 @@ class RetrievalAttention(keras.layers.Layer):
                 f"axis. Received: query_keys.shape={tuple(query_keys_shape)}, "
                 f"context_keys.shape={tuple(context_keys_shape)}"
             )
+        n_keys, n_labels = context_keys_shape[0], context_labels_shape[0]
+        if n_keys is not None and n_labels is not None and n_keys != n_labels:
+            raise ValueError(
+                f"{name} expects one label per context row. Received: "
+                f"context_keys.shape={tuple(context_keys_shape)}, "
+                f"context_labels.shape={tuple(context_labels_shape)}"
+            )
+        if query_index_shape is not None:
+            _checks.rank("query_index", query_index_shape, 1, name)
         if len(context_labels_shape) == 2 and context_labels_shape[-1] != 1:
             raise ValueError(
                 f"{name} expects `context_labels` of shape (n_context,) or (n_context, 1). "

@@ -3,6 +3,7 @@
 __all__ = ["TabR"]
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -54,16 +55,23 @@ class _Block(keras.layers.Layer):
 class _ContextKeyRefresh(keras.callbacks.Callback):
     """Recompute the stored rows' keys with the current weights.
 
-    Before each epoch (the keys the training steps search), before each validation (so
-    validation sees keys of the weights it evaluates) and at the end of training (after any
-    callback that restored the best weights, as this one runs last).
+    Before each epoch (the keys the training steps search; skipped when the previous
+    epoch's validation already refreshed them with the same weights), before each validation
+    (so validation sees keys of the weights it evaluates) and at the end of training (after
+    any callback that restored the best weights, as this one runs last).
     """
 
+    def on_train_begin(self, logs=None):
+        self._epoch, self._validated = -1, None
+
     def on_epoch_begin(self, epoch, logs=None):
-        self.model.refresh_context_keys()
+        if self._validated != epoch - 1:
+            self.model.refresh_context_keys()
+        self._epoch = epoch
 
     def on_test_begin(self, logs=None):
         self.model.refresh_context_keys()
+        self._validated = getattr(self, "_epoch", None)
 
     def on_train_end(self, logs=None):
         self.model.refresh_context_keys()
@@ -94,7 +102,9 @@ class TabR(keras.Model):
     training row at every step costs more than the rest of the step together. (The paper
     freezes contexts entirely after a few epochs in its "context freeze" variant, §A.) With
     ``context_refresh="step"``, each training step re-encodes all stored rows with gradients,
-    as the paper does. Categorical features enter through a learned table per category,
+    as the paper does. Predictions for rows that are themselves in the context (e.g. the
+    training rows) retrieve those rows too, unless ``"row_index"`` is passed: scores on the
+    training set are optimistic. Categorical features enter through a learned table per category,
     which equals the paper's one-hot input followed by its first linear layer. Call
     ``refresh_context_keys()`` after changing the weights outside ``fit``.
 
@@ -396,9 +406,17 @@ class TabR(keras.Model):
         numeric = np.zeros((n, 0), "float32") if numeric is None else np.asarray(
             numeric, dtype="float32"
         )
-        categorical = np.zeros((n, 0), "int32") if categorical is None else np.asarray(
-            categorical
-        ).astype("int32")
+        if categorical is None:
+            categorical = np.zeros((n, 0), "int32")
+        else:
+            categorical = np.asarray(categorical)
+            if categorical.dtype.kind == "f":
+                if not np.all(np.isfinite(categorical)) or np.any(categorical % 1):
+                    raise ValueError(
+                        "The context's categorical codes must be whole numbers; received "
+                        "NaN, infinite or fractional values."
+                    )
+            categorical = categorical.astype("int32")
         n_cat = len(self.categorical_cardinalities)
         if numeric.shape != (n, self.n_num_features) or categorical.shape != (n, n_cat):
             raise ValueError(
@@ -407,6 +425,14 @@ class TabR(keras.Model):
             )
         if not np.isfinite(numeric).all():
             raise ValueError("The context's numeric features hold NaN or infinite values.")
+        for j, cardinality in enumerate(self.categorical_cardinalities):
+            column = categorical[:, j]
+            if len(column) and (column.min() < 0 or column.max() > cardinality):
+                raise ValueError(
+                    f"Categorical column {j} of the context must hold codes in [0, "
+                    f"{cardinality}] (0 = missing/unseen). Received values in "
+                    f"[{column.min()}, {column.max()}]"
+                )
         return numeric, categorical
 
     def refresh_context_keys(self, batch_size=8192):
@@ -429,7 +455,11 @@ class TabR(keras.Model):
                 numeric = ops.reshape(self.periodic(numeric), (-1, self.linear.kernel.shape[0]))
             x = self.linear(numeric)
         if self.categorical_cardinalities:
-            codes = ops.cast(categorical, "int32") + ops.convert_to_tensor(
+            codes = ops.cast(categorical, "int32")
+            # A code outside 0..cardinality is an unseen category: code 0 (as documented).
+            known = ops.logical_and(codes >= 0, codes <= ops.convert_to_tensor(
+                self.categorical_cardinalities, dtype="int32"))
+            codes = ops.where(known, codes, 0) + ops.convert_to_tensor(
                 self._offsets, dtype="int32"
             )
             cat = ops.sum(ops.take(self.categorical_weight, codes, axis=0), axis=1)
@@ -463,10 +493,21 @@ class TabR(keras.Model):
             x = block(x, training=training)
         return self.head(ops.relu(self.head_norm(x)))
 
-    def fit(self, *args, callbacks=None, **kwargs):
-        """``keras.Model.fit`` that also keeps the stored rows' keys current (see class doc)."""
+    def fit(self, x=None, *args, callbacks=None, **kwargs):
+        """``keras.Model.fit`` that also keeps the stored rows' keys current (see class doc).
+
+        Warns when ``x`` is a dict without ``"row_index"``: training rows stored in the
+        context would then retrieve themselves and read their own labels.
+        """
+        if isinstance(x, dict) and "row_index" not in x:
+            warnings.warn(
+                "TabR.fit got no 'row_index' in its inputs: rows that are also in the context "
+                "will retrieve themselves and see their own label. Pass "
+                "row_index=np.arange(n) when training on the context rows.",
+                stacklevel=2,
+            )
         callbacks = list(callbacks or []) + [_ContextKeyRefresh()]
-        return super().fit(*args, callbacks=callbacks, **kwargs)
+        return super().fit(x, *args, callbacks=callbacks, **kwargs)
 
     # --- training defaults --------------------------------------------------------------------
     @classmethod
