@@ -11,13 +11,14 @@ from tabattn.estimators import evaluation_metrics
 
 SMALL = {"n_blocks": 1, "d_token": 32, "num_heads": 4}
 MEDIUM = {"n_blocks": 2, "d_token": 64, "num_heads": 4}
+FT = "ft_transformer"  # the FT-Transformer tests name it; the default (auto) is TabR
 
 
 @pytest.fixture(scope="module")
 def fitted_classifier(adult_small):
     train, _ = adult_small
     clf = TabularClassifier(
-        epochs=3, batch_size=128, learning_rate=1e-3, model_params=MEDIUM, verbose=0,
+        model=FT, epochs=3, batch_size=128, learning_rate=1e-3, model_params=MEDIUM, verbose=0,
         random_state=0,
     )
     return clf.fit(train.drop(columns=["income"]), train["income"])
@@ -70,7 +71,7 @@ def test_prediction_does_not_depend_on_batch(fitted_classifier, adult_small):
 def test_random_state_makes_fit_repeatable(adult_small):
     train, test = adult_small
     X, y = train.drop(columns=["income"]).iloc[:600], train["income"].iloc[:600]
-    kwargs = dict(epochs=1, model_params=SMALL, verbose=0, random_state=3)
+    kwargs = dict(model=FT, epochs=1, model_params=SMALL, verbose=0, random_state=3)
     a = TabularClassifier(**kwargs).fit(X, y).predict_proba(test.iloc[:100])
     b = TabularClassifier(**kwargs).fit(X, y).predict_proba(test.iloc[:100])
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -78,6 +79,7 @@ def test_random_state_makes_fit_repeatable(adult_small):
 
 def test_sklearn_conventions():
     clf = TabularClassifier(epochs=7, model_params={"n_blocks": 1})
+    assert clf.get_params()["model"] == "auto"
     assert clf.get_params()["epochs"] == 7
     assert clone(clf).get_params() == clf.get_params()
     from sklearn.exceptions import NotFittedError
@@ -90,7 +92,7 @@ def test_regressor_on_numpy_and_eval_set(rng, tmp_path):
     X = rng.normal(size=(600, 4))
     y = 3.0 * X[:, 0] - 2.0 * X[:, 1] ** 2 + 100.0
     reg = TabularRegressor(
-        epochs=30, batch_size=64, learning_rate=3e-3, model_params=SMALL, verbose=0,
+        model=FT, epochs=30, batch_size=64, learning_rate=3e-3, model_params=SMALL, verbose=0,
         random_state=0,
     )
     reg.fit(X[:500], y[:500], eval_set=(X[500:], y[500:]))
@@ -106,7 +108,7 @@ def test_multiclass_and_class_weight(rng):
     X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.choice(["u", "v"], 300)})
     y = np.where(X["a"] > 0.8, "high", np.where(X["a"] < -0.8, "low", "mid"))
     clf = TabularClassifier(
-        epochs=2, model_params=SMALL, class_weight="balanced", verbose=0, random_state=0
+        model=FT, epochs=2, model_params=SMALL, class_weight="balanced", verbose=0, random_state=0
     ).fit(X, y)
     assert list(clf.classes_) == ["high", "low", "mid"]
     assert clf.predict_proba(X).shape == (300, 3)
@@ -115,7 +117,7 @@ def test_multiclass_and_class_weight(rng):
 
 def test_bad_targets(rng):
     X = pd.DataFrame({"a": rng.normal(size=20)})
-    clf = TabularClassifier(epochs=1, model_params=SMALL, verbose=0)
+    clf = TabularClassifier(model=FT, epochs=1, model_params=SMALL, verbose=0)
     with pytest.raises(ValueError, match="single class"):
         clf.fit(X, ["yes"] * 20)
     with pytest.raises(ValueError, match="no values"):

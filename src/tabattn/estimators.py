@@ -122,7 +122,7 @@ class _TabularEstimator(BaseEstimator):
 
     def __init__(
         self,
-        model="ft_transformer",
+        model="auto",
         model_params=None,
         epochs=100,
         batch_size=256,
@@ -358,7 +358,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
 
     Args:
         model: ``"auto"`` (the model chosen on the benchmarks in BENCHMARKS.md: TabR),
-            ``"tabr"`` or ``"ft_transformer"``. Default ``"ft_transformer"``.
+            ``"tabr"`` or ``"ft_transformer"``. Default ``"auto"``.
         model_params: dict overriding the model's ``default_config()`` (for TabR, after the
             estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``: ``d_main=128``,
             ``num_neighbors=32``), e.g. ``{"n_blocks": 2, "d_token": 64}`` for the
@@ -404,7 +404,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     >>> from tabattn import TabularClassifier
     >>> X = pd.DataFrame({"a": [0.1, 0.5, 0.9, 0.3] * 10, "b": ["x", "y", "x", "z"] * 10})
     >>> y = [0, 1, 1, 0] * 10
-    >>> clf = TabularClassifier(epochs=2, verbose=0, random_state=0,
+    >>> clf = TabularClassifier(model="ft_transformer", epochs=2, verbose=0, random_state=0,
     ...                         model_params={"n_blocks": 1, "d_token": 8, "num_heads": 2})
     >>> clf.fit(X, y).predict_proba(X).shape
     (40, 2)
@@ -412,7 +412,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
 
     _task = "classification"
 
-    def __init__(self, model="ft_transformer", model_params=None, epochs=100, batch_size=256,
+    def __init__(self, model="auto", model_params=None, epochs=100, batch_size=256,
                  learning_rate=None, weight_decay=None, patience=16, validation_fraction=0.2,
                  categorical=None, numeric=None, time_limit=None, class_weight=None,
                  random_state=None, verbose=1):
