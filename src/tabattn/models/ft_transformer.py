@@ -7,6 +7,7 @@ from keras import ops
 from tabattn.layers import _checks
 from tabattn.layers.classic import MultiHeadAttention
 from tabattn.layers.embeddings import CLSToken, FeatureTokenizer
+from tabattn.models._optim import adamw_without_decay_on
 
 
 @keras.saving.register_keras_serializable(package="tabattn")
@@ -309,16 +310,8 @@ class FTTransformer(keras.Model):
         The exclusions follow the paper's code (rtdl): the feature tokenizer, the [CLS]
         token, LayerNorm parameters and biases are not decayed.
         """
-        optimizer = keras.optimizers.AdamW(
-            learning_rate=learning_rate, weight_decay=weight_decay
-        )
         excluded = list(self.tokenizer.weights) + list(self.cls_token.weights)
-        for layer in self._flatten_layers(include_self=False, recursive=True):
-            if isinstance(layer, keras.layers.LayerNormalization):
-                excluded.extend(layer.weights)
-        excluded.extend(w for w in self.weights if w.path.endswith("bias"))
-        optimizer.exclude_from_weight_decay(var_list=excluded)
-        return optimizer
+        return adamw_without_decay_on(self, excluded, learning_rate, weight_decay)
 
     def attention_maps(self, inputs, batch_size=1024):
         """[CLS]-row attention of every block, averaged over heads.

@@ -12,6 +12,7 @@ from keras import ops
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import PeriodicEmbedding
 from tabattn.layers.row import RetrievalAttention
+from tabattn.models._optim import adamw_without_decay_on
 
 _REFRESH_MODES = ("epoch", "step")
 
@@ -535,16 +536,10 @@ class TabR(keras.Model):
 
         The exclusions follow the paper's code (its ``zero_weight_decay_condition``).
         """
-        optimizer = keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
         excluded = list(self.retrieval.label_embedding.weights)
         if self.periodic is not None:
             excluded.extend(self.periodic.weights)
-        for layer in self._flatten_layers(include_self=False, recursive=True):
-            if isinstance(layer, keras.layers.LayerNormalization):
-                excluded.extend(layer.weights)
-        excluded.extend(w for w in self.trainable_weights if w.path.endswith("bias"))
-        optimizer.exclude_from_weight_decay(var_list=excluded)
-        return optimizer
+        return adamw_without_decay_on(self, excluded, learning_rate, weight_decay)
 
     def neighbors(self, inputs, batch_size=4096):
         """The stored rows each row retrieves, and their attention weights.
