@@ -493,34 +493,73 @@ class RetrievalAttention(keras.layers.Layer):
         training=None,
         return_attention_scores=False,
     ):
-        queries = ops.cast(query_keys, "float32")
-        context = ops.cast(context_keys, "float32")
-        n_context = ops.shape(context)[0]
-        k = self._k(context.shape[0])
-        # The search needs no gradient: ||q||^2 - 2 q.c + ||c||^2 for every pair, then top-k.
-        search_q, search_c = ops.stop_gradient(queries), ops.stop_gradient(context)
+        neighbors, valid = self.search(query_keys, context_keys, query_index)
+        neighbor_keys = ops.take(ops.cast(context_keys, "float32"), neighbors, axis=0)
+        neighbor_labels = ops.take(ops.reshape(context_labels, (-1,)), neighbors, axis=0)
+        return self.attend(
+            query_keys, neighbor_keys, neighbor_labels, valid, training=training,
+            return_attention_scores=return_attention_scores,
+        )
+
+    def search(self, query_keys, context_keys, query_index=None):
+        """The nearest context rows of each query (exact search, no gradient).
+
+        Args:
+            query_keys: float ``(batch_size, d)``.
+            context_keys: float ``(n_context, d)``.
+            query_index: optional int ``(batch_size,)``, as in ``call``.
+
+        Returns:
+            ``(neighbors, valid)``: int32 ``(batch_size, k)`` context indices, nearest
+            first, and a boolean ``(batch_size, k)`` mask that is ``False`` where a neighbour
+            is the query row itself (only possible when the context has at most ``k`` rows),
+            or ``None`` without ``query_index``.
+        """
+        search_q = ops.stop_gradient(ops.cast(query_keys, "float32"))
+        search_c = ops.stop_gradient(ops.cast(context_keys, "float32"))
+        n_context = ops.shape(search_c)[0]
+        # ||q||^2 - 2 q.c + ||c||^2 for every pair, then top-k.
         distances = (
             ops.sum(search_q * search_q, axis=-1, keepdims=True)
             - 2.0 * ops.matmul(search_q, ops.transpose(search_c))
             + ops.sum(search_c * search_c, axis=-1)[None, :]
         )
-        valid = None
         if query_index is not None:
             query_index = ops.cast(query_index, "int32")
             itself = ops.equal(query_index[:, None], ops.arange(n_context, dtype="int32")[None])
             distances = ops.where(itself, 3e38, distances)
-        _, neighbors = ops.top_k(-distances, k=k)  # (batch, k), nearest first
+        _, neighbors = ops.top_k(-distances, k=self._k(search_c.shape[0]))
+        neighbors = ops.cast(neighbors, "int32")
+        valid = None
         if query_index is not None:
             valid = ops.not_equal(neighbors, query_index[:, None])
-        neighbor_keys = ops.take(context, neighbors, axis=0)  # (batch, k, d)
-        difference = queries[:, None, :] - neighbor_keys
+        return neighbors, valid
+
+    def attend(self, query_keys, neighbor_keys, neighbor_labels, valid=None, training=None,
+               return_attention_scores=False):
+        """Mix the neighbours found by ``search`` (the layer must be built).
+
+        Args:
+            query_keys: float ``(batch_size, d)``.
+            neighbor_keys: float ``(batch_size, k, d)``: the neighbours' keys; gradients flow
+                through them and through ``query_keys``.
+            neighbor_labels: ``(batch_size, k)`` labels (float, or class indices).
+            valid: optional boolean ``(batch_size, k)``; ``False`` entries get weight 0.
+            training, return_attention_scores: as in ``call``.
+
+        Returns:
+            As ``call``.
+        """
+        queries = ops.cast(query_keys, "float32")
+        difference = queries[:, None, :] - ops.cast(neighbor_keys, "float32")
         # Similarity recomputed from the gathered keys, so gradients reach both sides.
         scores = masked_softmax(-ops.sum(difference * difference, axis=-1), valid)
-        labels = ops.take(ops.reshape(context_labels, (-1,)), neighbors, axis=0)  # (batch, k)
         if self.num_classes is None:
-            label_values = self.label_embedding(ops.cast(labels, self.compute_dtype)[..., None])
+            label_values = self.label_embedding(
+                ops.cast(neighbor_labels, self.compute_dtype)[..., None]
+            )
         else:
-            label_values = self.label_embedding(ops.cast(labels, "int32"))
+            label_values = self.label_embedding(ops.cast(neighbor_labels, "int32"))
         difference = ops.cast(difference, self.compute_dtype)
         hidden = self.value_dropout_layer(self.value_hidden(difference), training=training)
         probs = self.dropout_layer(ops.cast(scores, self.compute_dtype), training=training)
