@@ -553,6 +553,11 @@ def run_tabattn_tabr(split, seed, budget):
     return run_tabattn(split, seed, budget, "tabr", budget.tabr_config)
 
 
+def run_tabattn_tabr_epoch(split, seed, budget):
+    params = dict(budget.tabr_config or {}, context_refresh="epoch")
+    return run_tabattn(split, seed, budget, "tabr", params)
+
+
 def run_tabattn_tabr_plr(split, seed, budget):
     params = dict(budget.tabr_config or {}, numeric_embedding="periodic")
     return run_tabattn(split, seed, budget, "tabr", params)
@@ -563,7 +568,13 @@ MODELS = {
         run_tabattn_ft, ("tabattn",), True, "tabattn FTTransformer (paper default), estimator"
     ),
     "tabattn_tabr": ModelSpec(
-        run_tabattn_tabr, ("tabattn",), True, "tabattn TabR (estimator: TabR-S, d_main 128, 32 neighbours, lr 1e-3)"
+        run_tabattn_tabr, ("tabattn",), True,
+        "tabattn TabR (estimator: TabR-S, d_main 128, 32 neighbours, lr 1e-3, keys searched "
+        "and back-propagated at every step)",
+    ),
+    "tabattn_tabr_epoch": ModelSpec(
+        run_tabattn_tabr_epoch, ("tabattn",), True,
+        "tabattn TabR as tabattn_tabr, stored keys refreshed once per epoch (no gradient)",
     ),
     "tabattn_tabr_plr": ModelSpec(
         run_tabattn_tabr_plr, ("tabattn",), True,
