@@ -184,11 +184,18 @@ def test_ft_transformer_with_piecewise_embeddings(rng, tmp_path, bins):
                                   clf.predict_proba(X))
 
 
-def test_tabr_rejects_piecewise_embeddings_clearly(rng):
-    X, y = rng.normal(size=(40, 2)), [0, 1] * 20
-    clf = TabularClassifier(model="tabr", model_params={"numeric_embedding": "piecewise"})
-    with pytest.raises(ValueError, match="numeric_embedding"):
-        clf.fit(X, y)
+def test_tabr_with_piecewise_encoding_round_trips(rng, tmp_path):
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),
+                      "c": rng.choice(["u", "v"], 300)})
+    y = (X["a"] > 0.3).astype(int)
+    params = dict(TABR_SMALL, numeric_embedding="piecewise", bins="tree", n_bins=8)
+    clf = TabularClassifier(model="tabr", model_params=params, epochs=15, batch_size=64,
+                            verbose=0, random_state=0).fit(X[:240], y[:240])
+    assert len(clf.model_.bins) == 2 and all(len(e) <= 9 for e in clf.model_.bins)
+    assert clf.score(X[240:], y[240:]) > 0.85
+    clf.save(tmp_path / "tabr_ple")
+    np.testing.assert_allclose(tabattn.load(tmp_path / "tabr_ple").predict_proba(X),
+                               clf.predict_proba(X), rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_model():

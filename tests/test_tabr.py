@@ -97,6 +97,59 @@ def test_save_and_load_keep_the_context(rng, tmp_path):
     np.testing.assert_allclose(loaded.predict(inputs, verbose=0), expected, rtol=1e-6, atol=0)
 
 
+class _FullBackprop(TabR):
+    """The paper's plain way: every stored row encoded with gradients at every step."""
+
+    def _retrieve_with_current_keys(self, k, row_index, training):
+        _, keys = self._encode(self.context_numeric, self.context_categorical, training=training)
+        return self.retrieval(k, keys, self.context_labels, query_index=row_index,
+                              training=training)
+
+
+def _weight_gradients(model, inputs):
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        frozen = [v.value for v in model.non_trainable_variables]
+
+        def loss(values):
+            outputs, _ = model.stateless_call(values, frozen, inputs, training=True)
+            return keras.ops.sum(outputs**2)
+
+        return [np.asarray(g) for g in jax.grad(loss)(trainable)]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = keras.ops.sum(model(inputs, training=True) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        return [tf.convert_to_tensor(g).numpy() for g in grads]
+    loss = keras.ops.sum(model(inputs, training=True) ** 2)
+    loss.backward()
+    return [v.value.grad.cpu().numpy() for v in model.trainable_variables]
+
+
+@pytest.mark.parametrize("numeric_embedding", [None, "piecewise"])
+def test_step_search_has_the_gradient_of_full_backpropagation(rng, numeric_embedding):
+    # Re-encoding only the neighbours must give the gradient of encoding every stored row.
+    inputs, labels = _clusters(rng, 80)
+    bins = [np.linspace(-8, 8, 6)] * 3 if numeric_embedding else None
+    config = dict(n_num_features=3, categorical_cardinalities=(3, 3), num_classes=2, d_main=8,
+                  num_neighbors=5, encoder_n_blocks=1, context_dropout=0.0, dropout0=0.0,
+                  numeric_embedding=numeric_embedding, bins=bins)
+    fast, full = TabR(**config), _FullBackprop(**config)
+    fast.set_context(inputs, labels)
+    full.set_context(inputs, labels)
+    full.set_weights(fast.get_weights())
+    batch = {k: v[:16] for k, v in inputs.items()}
+    batch["row_index"] = np.arange(16, dtype="int32")
+    for got, want in zip(_weight_gradients(fast, batch), _weight_gradients(full, batch)):
+        assert np.abs(want).sum() > 0
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_regression_context(rng):
     inputs, _ = _clusters(rng, 50)
     model = _model(num_classes=None)
@@ -126,6 +179,9 @@ def test_neighbors_are_the_nearest_stored_rows(rng):
         ({"numeric_embedding": "linear"}, "numeric_embedding"),
         ({"context_refresh": "never"}, "context_refresh"),
         ({"mixer_normalization": "yes"}, "mixer_normalization"),
+        ({"numeric_embedding": "piecewise"}, "bins"),
+        ({"bins": [[0.0, 1.0]] * 3}, "bins"),
+        ({"numeric_embedding": "piecewise", "bins": [[0.0, 1.0]] * 2}, "bins"),
     ],
 )
 def test_invalid_arguments(kwargs, message):

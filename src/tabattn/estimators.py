@@ -217,7 +217,7 @@ class _TabularEstimator(BaseEstimator):
         }
         if model_class is TabR:
             config["num_classes"] = self._num_classes()
-        if model_class is FTTransformer and config.get("numeric_embedding") == "piecewise":
+        if config.get("numeric_embedding") == "piecewise":
             config["bins"] = _piecewise_bins(
                 config.get("bins"), config.pop("n_bins", 48), inputs_train, targets_train,
                 self._task == "regression",
@@ -363,7 +363,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``: ``d_main=128``,
             ``num_neighbors=32``), e.g. ``{"n_blocks": 2, "d_token": 64}`` for the
             FT-Transformer or ``{"numeric_embedding": "periodic"}`` for TabR. With
-            ``"numeric_embedding": "piecewise"`` (FT-Transformer) the bins are computed
+            ``"numeric_embedding": "piecewise"`` (either model) the bins are computed
             from the training rows: ``"bins"`` may be ``"quantile"`` (default) or
             ``"tree"``, and ``"n_bins"`` (default 48) sets their number.
         epochs: maximum training epochs. Default 100.

@@ -10,7 +10,7 @@ import numpy as np
 from keras import ops
 
 from tabattn.layers import _checks
-from tabattn.layers.embeddings import PeriodicEmbedding
+from tabattn.layers.embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from tabattn.layers.row import RetrievalAttention
 from tabattn.models._optim import adamw_without_decay_on
 
@@ -131,8 +131,12 @@ class TabR(keras.Model):
         context_dropout: dropout on the retrieval attention probabilities (default 0.389).
         dropout0: dropout inside the blocks and ``T`` (default 0.389).
         dropout1: dropout on each block's output (default 0).
-        numeric_embedding: ``None`` (numeric values enter as they are) or ``"periodic"``
-            (``PeriodicEmbedding(lite=True)``, the paper's "PLR(lite)" used by its tuned TabR).
+        numeric_embedding: ``None`` (numeric values enter as they are), ``"periodic"``
+            (``PeriodicEmbedding(lite=True)``, the paper's "PLR(lite)" used by its tuned TabR)
+            or ``"piecewise"`` (``PiecewiseLinearEncoding(bins)``, flattened, into the first
+            linear layer: the "MLP-Q"/"MLP-T" inputs of Gorishniy et al. 2022).
+        bins: bin edges per numeric feature (``compute_bins`` on the training rows), needed
+            by ``numeric_embedding="piecewise"`` and only by it.
         embedding_dim: output size per numeric feature of the periodic embedding.
         n_frequencies: frequencies per numeric feature of the periodic embedding.
         frequency_init_scale: initialisation scale sigma of the frequencies.
@@ -191,6 +195,7 @@ class TabR(keras.Model):
         dropout0=0.38852797479169876,
         dropout1=0.0,
         numeric_embedding=None,
+        bins=None,
         embedding_dim=16,
         n_frequencies=48,
         frequency_init_scale=0.01,
@@ -232,8 +237,14 @@ class TabR(keras.Model):
         self.dropout0 = _checks.rate("dropout0", dropout0)
         self.dropout1 = _checks.rate("dropout1", dropout1)
         self.numeric_embedding = _checks.one_of(
-            "numeric_embedding", numeric_embedding, (None, "periodic")
+            "numeric_embedding", numeric_embedding, (None, "periodic", "piecewise")
         )
+        if (bins is None) == (self.numeric_embedding == "piecewise" and self.n_num_features > 0):
+            raise ValueError(
+                '`bins` must be given with numeric_embedding="piecewise" (and numeric '
+                "features), and only then. Received: "
+                f"numeric_embedding={numeric_embedding!r}, bins={'None' if bins is None else '...'}"
+            )
         self.embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
         self.n_frequencies = _checks.positive_int("n_frequencies", n_frequencies)
         self.frequency_init_scale = _checks.positive_float(
@@ -244,7 +255,8 @@ class TabR(keras.Model):
 
         # === Layers ===
         d_block = max(1, int(self.d_main * self.d_multiplier))
-        self.periodic = None
+        self.periodic = self.piecewise = None
+        self.bins = None
         d_numeric = self.n_num_features
         if self.numeric_embedding == "periodic" and self.n_num_features:
             self.periodic = PeriodicEmbedding(
@@ -253,6 +265,16 @@ class TabR(keras.Model):
                 name="numeric_embedding",
             )
             d_numeric = self.n_num_features * self.embedding_dim
+        elif self.numeric_embedding == "piecewise" and self.n_num_features:
+            self.piecewise = PiecewiseLinearEncoding(bins, name="numeric_embedding")
+            self.bins = self.piecewise.get_config()["bins"]
+            if len(self.bins) != self.n_num_features:
+                raise ValueError(
+                    f"`bins` must hold one array of edges per numeric feature "
+                    f"({self.n_num_features}). Received {len(self.bins)}"
+                )
+            d_numeric = self.n_num_features * max(len(edges) - 1 for edges in self.bins)
+        self._d_numeric = d_numeric
         self._d_in = d_numeric + sum(c + 1 for c in self.categorical_cardinalities)
         self.linear = keras.layers.Dense(
             self.d_main, use_bias=True, kernel_initializer=_linear_init(self._d_in),
@@ -302,10 +324,10 @@ class TabR(keras.Model):
         d = self.d_main
         if self.periodic is not None:
             self.periodic.build((None, self.n_num_features))
+        if self.piecewise is not None:
+            self.piecewise.build((None, self.n_num_features))
         if self.linear is not None:
-            width = (self.n_num_features * self.embedding_dim if self.periodic is not None
-                     else self.n_num_features)
-            self.linear.build((None, width))
+            self.linear.build((None, self._d_numeric))
         if self.categorical_cardinalities:
             offsets = np.cumsum([0] + [c + 1 for c in self.categorical_cardinalities[:-1]])
             self._offsets = [int(o) for o in offsets]
@@ -456,8 +478,9 @@ class TabR(keras.Model):
         x = None
         if self.linear is not None:
             numeric = ops.cast(numeric, self.compute_dtype)
-            if self.periodic is not None:
-                numeric = ops.reshape(self.periodic(numeric), (-1, self.linear.kernel.shape[0]))
+            embedding = self.periodic or self.piecewise
+            if embedding is not None:
+                numeric = ops.reshape(embedding(numeric), (-1, self.linear.kernel.shape[0]))
             x = self.linear(numeric)
         if self.categorical_cardinalities:
             codes = ops.cast(categorical, "int32")
@@ -603,6 +626,7 @@ class TabR(keras.Model):
             dropout0=self.dropout0,
             dropout1=self.dropout1,
             numeric_embedding=self.numeric_embedding,
+            bins=self.bins,
             embedding_dim=self.embedding_dim,
             n_frequencies=self.n_frequencies,
             frequency_init_scale=self.frequency_init_scale,
