@@ -72,8 +72,11 @@ def test_fit_learns_from_neighbours_and_updates_every_weight(rng, context_refres
     targets = labels[:, None].astype("float32")
     model.fit(train, targets, epochs=15, batch_size=32, verbose=0,
               validation_data=(inputs, targets))
+    # With keys searched at every step, query and neighbour keys share the key layer's bias,
+    # which cancels in every distance and difference: it gets no gradient (as in the paper).
     unchanged = [w.path for w, b in zip(model.trainable_weights, before)
-                 if np.allclose(_np(w), b)]
+                 if np.allclose(_np(w), b)
+                 and not (context_refresh == "step" and w.path.endswith("key/bias"))]
     assert not unchanged, f"weights without gradient: {unchanged}"
     # Keys were refreshed after training: they match the final weights.
     _, keys = model._encode(inputs["numeric"], inputs["categorical"], training=False)
@@ -145,8 +148,9 @@ def test_step_search_has_the_gradient_of_full_backpropagation(rng, numeric_embed
     full.set_weights(fast.get_weights())
     batch = {k: v[:16] for k, v in inputs.items()}
     batch["row_index"] = np.arange(16, dtype="int32")
-    for got, want in zip(_weight_gradients(fast, batch), _weight_gradients(full, batch)):
-        assert np.abs(want).sum() > 0
+    weights = fast.trainable_weights
+    for w, got, want in zip(weights, _weight_gradients(fast, batch), _weight_gradients(full, batch)):
+        assert w.path.endswith("key/bias") or np.abs(want).sum() > 0, w.path
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
