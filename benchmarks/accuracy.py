@@ -558,6 +558,11 @@ def run_tabattn_tabr_epoch(split, seed, budget):
     return run_tabattn(split, seed, budget, "tabr", params)
 
 
+def run_tabattn_tabr_ple(split, seed, budget):
+    params = dict(budget.tabr_config or {}, numeric_embedding="piecewise", bins="tree")
+    return run_tabattn(split, seed, budget, "tabr", params)
+
+
 def run_tabattn_tabr_plr(split, seed, budget):
     params = dict(budget.tabr_config or {}, numeric_embedding="periodic")
     return run_tabattn(split, seed, budget, "tabr", params)
@@ -575,6 +580,10 @@ MODELS = {
     "tabattn_tabr_epoch": ModelSpec(
         run_tabattn_tabr_epoch, ("tabattn",), True,
         "tabattn TabR as tabattn_tabr, stored keys refreshed once per epoch (no gradient)",
+    ),
+    "tabattn_tabr_ple": ModelSpec(
+        run_tabattn_tabr_ple, ("tabattn",), True,
+        "tabattn TabR as tabattn_tabr + piecewise-linear encoding, 48 decision-tree bins",
     ),
     "tabattn_tabr_plr": ModelSpec(
         run_tabattn_tabr_plr, ("tabattn",), True,

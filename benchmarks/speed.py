@@ -410,6 +410,8 @@ def main(argv=None):
     parser.add_argument("--cases", nargs="+", help="layer cases to run (default: all)")
     parser.add_argument("--no-layers", action="store_true")
     parser.add_argument("--no-model", action="store_true")
+    parser.add_argument("--no-ft", action="store_true",
+                        help="of the models, run TabR only (skip the FT-Transformers)")
     args = parser.parse_args(argv)
     out = args.out or os.path.join(_common.DEFAULT_RESULTS_DIR, *(["smoke"] if args.smoke else []))
     rows, warmup, repeats = (64, 1, 2) if args.smoke else (4096, 3, 20)
@@ -420,10 +422,11 @@ def main(argv=None):
     if not args.no_layers:
         records += layer_records(rows, warmup, repeats, machine, versions, print, args.cases)
     if not args.no_model:
-        peak = matmul_gflops(256 if args.smoke else 2048)
-        print(f"matmul: {peak:.1f} GFLOP/s")
-        records += model_records(config, batch, 2 if args.smoke else 20, machine, versions,
-                                 peak, print)
+        if not args.no_ft:
+            peak = matmul_gflops(256 if args.smoke else 2048)
+            print(f"matmul: {peak:.1f} GFLOP/s")
+            records += model_records(config, batch, 2 if args.smoke else 20, machine,
+                                     versions, peak, print)
         tabr_config = TABR_SMOKE if args.smoke else _tabr_default()
         records.append(tabr_record(tabr_config, 512 if args.smoke else 26048, batch,
                                    2 if args.smoke else 20, machine, versions, print))

@@ -180,3 +180,33 @@ def test_report_names_the_estimators_default_model():
     from tabattn.estimators import _AUTO_MODEL
 
     assert _load("report").DEFAULT_MODEL == f"tabattn_{_AUTO_MODEL}"
+
+
+def test_report_states_each_target_and_whether_it_is_reached():
+    report = _load("report")
+
+    def record(dataset, model, seed, metrics, task, seconds=1.0):
+        return {"kind": "accuracy", "status": "ok", "dataset": dataset, "model": model,
+                "seed": seed, "metrics": metrics, "task": task, "train_seconds": seconds,
+                "backend": "jax", "budget": {"time_limit": 300.0}}
+
+    records = []
+    for seed in range(2):
+        records += [
+            record("california_housing", report.DEFAULT_MODEL, seed, {"rmse": 0.41},
+                   "regression"),
+            record("california_housing", report.PEER, seed, {"rmse": 0.45}, "regression"),
+            record("adult", report.DEFAULT_MODEL, seed, {"accuracy": 0.86}, "classification",
+                   300.0),
+            record("adult", report.PEER, seed, {"accuracy": 0.87}, "classification", 0.7),
+            record("diamonds", report.PEER, seed, {"rmse": 540.0}, "regression"),
+        ]
+    records.append({"kind": "speed_model", "status": "ok", "implementation": "tabattn TabR",
+                    "backend": "jax", "latency_ms_batch_1": 0.7, "context_rows": 26048})
+    text = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
+    assert "0.4100 against 0.4500: **reached**" in text
+    assert "0.8600 against 0.8700: **not reached**" in text
+    assert "300 s (time limit 300 s on one core) against LightGBM's 0.7 s" in text
+    # diamonds has no run of the default model: it counts as not beaten.
+    assert "1 of 3 (1 without a run of the default model): **not reached**" in text
+    assert "0.70 ms: **reached**" in text
