@@ -101,20 +101,20 @@ class TabR(keras.Model):
     a training row never retrieves itself (``fit`` of the tabattn estimators does this).
 
     **Keys during training.** With ``context_refresh="step"`` (default, the paper's way)
-    each training step encodes every stored row with the current weights to search its
-    neighbours (a forward pass, no gradient), then re-encodes only the neighbours found so
-    that gradients reach the encoder through their keys, as through the paper's (this is
-    the paper's "memory-efficient" mode: the same gradient as back-propagating through all
-    stored rows, at less cost when ``batch_size * num_neighbors`` is below the number of
-    stored rows). With ``context_refresh="epoch"`` the stored keys are recomputed only before
-    each epoch and receive no gradient: cheaper (California housing: 100 against 120 ms per
-    step of 256 rows on one CPU core), but the keys go stale within the epoch, and on California housing (seed 0, 240 s on one core) the
-    test RMSE was 0.455 against 0.416 with ``"step"``. Predictions for rows that are
-    themselves in the context (e.g. the training rows) retrieve those rows too, unless
-    ``"row_index"`` is passed: scores on the training set are optimistic. Categorical
-    features enter through a learned table per category, which equals the paper's one-hot
-    input followed by its first linear layer. Call ``refresh_context_keys()`` after changing
-    the weights outside ``fit``.
+    each training step encodes every stored row with the current weights to search the
+    neighbours (a forward pass, no gradient), then re-encodes only the neighbours found, so
+    that gradients reach the encoder through their keys. This is the paper's
+    "memory-efficient" mode: the same gradient as back-propagating through all stored rows
+    (tested), at less cost when ``batch_size * num_neighbors`` is below the number of stored
+    rows. With ``context_refresh="epoch"`` the stored keys are recomputed only before each
+    epoch and receive no gradient: cheaper (California housing: 100 against 120 ms per step
+    of 256 rows on one CPU core), but the keys go stale within the epoch, and on California
+    housing (seed 0, 240 s on one core) the test RMSE was 0.455 against 0.416 with
+    ``"step"``. Predictions for rows that are themselves in the context (e.g. the training
+    rows) retrieve those rows too, unless ``"row_index"`` is passed: scores on the training
+    set are optimistic. Categorical features enter through a learned table per category,
+    which equals the paper's one-hot input followed by its first linear layer. Call
+    ``refresh_context_keys()`` after changing the weights outside ``fit``.
 
     Args:
         n_num_features: number of numeric input columns (>= 0).
@@ -246,7 +246,8 @@ class TabR(keras.Model):
             raise ValueError(
                 '`bins` must be given with numeric_embedding="piecewise" (and numeric '
                 "features), and only then. Received: "
-                f"numeric_embedding={numeric_embedding!r}, bins={'None' if bins is None else '...'}"
+                f"numeric_embedding={numeric_embedding!r}, "
+                f"bins={'None' if bins is None else 'given'}"
             )
         self.embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
         self.n_frequencies = _checks.positive_int("n_frequencies", n_frequencies)
