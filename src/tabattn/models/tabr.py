@@ -59,8 +59,9 @@ class _Block(keras.layers.Layer):
 class _ContextKeyRefresh(keras.callbacks.Callback):
     """Recompute the stored rows' keys with the current weights.
 
-    Before each epoch (the keys the training steps search; skipped when the previous
-    epoch's validation already refreshed them with the same weights), before each validation
+    Before each epoch (the keys the training steps search under ``context_refresh="epoch"``;
+    skipped when the previous epoch's validation already refreshed them with the same
+    weights), before each validation
     (so validation sees keys of the weights it evaluates) and at the end of training (after
     any callback that restored the best weights, as this one runs last).
     """
