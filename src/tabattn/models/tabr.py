@@ -70,7 +70,8 @@ class _ContextKeyRefresh(keras.callbacks.Callback):
         self._epoch, self._validated = -1, None
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._validated != epoch - 1:
+        # Under "step" the training steps encode the context themselves.
+        if self.model.context_refresh == "epoch" and self._validated != epoch - 1:
             self.model.refresh_context_keys()
         self._epoch = epoch
 
@@ -512,9 +513,10 @@ class TabR(keras.Model):
                                 dtype=self.compute_dtype)
                     for j in self._one_hot_columns
                 ], axis=1)
-                cat = ops.matmul(one_hot, ops.take(
-                    self.categorical_weight, self._one_hot_rows, axis=0
-                ))
+                table = self.categorical_weight
+                if self._gathered_columns:  # the one-hot columns' rows only
+                    table = ops.take(table, self._one_hot_rows, axis=0)
+                cat = ops.matmul(one_hot, table)
             for j in self._gathered_columns:
                 rows = ops.take(self.categorical_weight, codes[:, j] + self._offsets[j], axis=0)
                 cat = rows if cat is None else cat + rows
