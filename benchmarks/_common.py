@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,6 +59,19 @@ def versions():
         except importlib.metadata.PackageNotFoundError:
             continue
     return found
+
+
+def source_commit():
+    """The repository's commit (``git describe --always --dirty``), or ``None`` outside git:
+    records of one tabattn version made before and after a change stay apart."""
+    try:
+        result = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT, capture_output=True,
+            text=True, timeout=10, check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
 
 
 def keras_backend():

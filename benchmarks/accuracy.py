@@ -553,18 +553,18 @@ def run_tabattn_tabr(split, seed, budget):
     return run_tabattn(split, seed, budget, "tabr", budget.tabr_config)
 
 
+def run_tabattn_tabr_plain(split, seed, budget):
+    params = dict(budget.tabr_config or {}, numeric_embedding=None)
+    return run_tabattn(split, seed, budget, "tabr", params)
+
+
 def run_tabattn_tabr_epoch(split, seed, budget):
-    params = dict(budget.tabr_config or {}, context_refresh="epoch")
+    params = dict(budget.tabr_config or {}, numeric_embedding=None, context_refresh="epoch")
     return run_tabattn(split, seed, budget, "tabr", params)
 
 
 def run_tabattn_tabr_ple(split, seed, budget):
     params = dict(budget.tabr_config or {}, numeric_embedding="piecewise", bins="tree")
-    return run_tabattn(split, seed, budget, "tabr", params)
-
-
-def run_tabattn_tabr_plr(split, seed, budget):
-    params = dict(budget.tabr_config or {}, numeric_embedding="periodic")
     return run_tabattn(split, seed, budget, "tabr", params)
 
 
@@ -574,20 +574,24 @@ MODELS = {
     ),
     "tabattn_tabr": ModelSpec(
         run_tabattn_tabr, ("tabattn",), True,
-        "tabattn TabR (estimator: TabR-S, d_main 128, 32 neighbours, lr 1e-3, keys searched "
-        "and back-propagated at every step)",
+        "tabattn TabR (estimator: TabR-S, d_main 128, 32 neighbours, periodic numeric "
+        "embeddings (PLR lite), AdamW lr 1e-3 with a moving average of the weights, keys "
+        "searched and back-propagated at every step)",
+    ),
+    "tabattn_tabr_plain": ModelSpec(
+        run_tabattn_tabr_plain, ("tabattn",), True,
+        "tabattn TabR as tabattn_tabr without numeric embeddings (numeric values enter as "
+        "they are)",
     ),
     "tabattn_tabr_epoch": ModelSpec(
         run_tabattn_tabr_epoch, ("tabattn",), True,
-        "tabattn TabR as tabattn_tabr, stored keys refreshed once per epoch (no gradient)",
+        "tabattn TabR as tabattn_tabr_plain, stored keys refreshed once per epoch (no "
+        "gradient)",
     ),
     "tabattn_tabr_ple": ModelSpec(
         run_tabattn_tabr_ple, ("tabattn",), True,
-        "tabattn TabR as tabattn_tabr + piecewise-linear encoding, 48 decision-tree bins",
-    ),
-    "tabattn_tabr_plr": ModelSpec(
-        run_tabattn_tabr_plr, ("tabattn",), True,
-        "tabattn TabR as tabattn_tabr + periodic numeric embeddings (PLR lite)",
+        "tabattn TabR as tabattn_tabr with piecewise-linear encoding (48 decision-tree bins) "
+        "in place of the periodic embeddings",
     ),
     "rtdl_ft": ModelSpec(
         run_rtdl_ft, ("rtdl_revisiting_models", "torch"), False,
@@ -619,6 +623,7 @@ def run(datasets, models, seeds, budget, out, max_rows=None, target=None, resume
     backend = _common.keras_backend()
     machine, versions = _common.machine_info(), library_versions()
     machine["thread_limit"] = threads
+    commit = _common.source_commit()
     records = []
     available = {}
     for model in models:
@@ -656,7 +661,8 @@ def run(datasets, models, seeds, budget, out, max_rows=None, target=None, resume
                     },
                     "n_features": split.X_train.shape[1],
                     "budget": dataclasses.asdict(budget),
-                    "machine": machine, "versions": versions, "started": _common.now_utc(),
+                    "machine": machine, "versions": versions, "commit": commit,
+                    "started": _common.now_utc(),
                 }
                 name_on_disk = record_name(record)
                 if resume and os.path.exists(os.path.join(out, name_on_disk + ".json")):

@@ -30,7 +30,7 @@ METRICS = {
                        ("log_loss", "log loss ↓")],
     "regression": [("rmse", "RMSE ↓"), ("mae", "MAE ↓"), ("r2", "R² ↑")],
 }
-MODEL_ORDER = ["tabattn_tabr", "tabattn_tabr_epoch", "tabattn_tabr_ple", "tabattn_tabr_plr",
+MODEL_ORDER = ["tabattn_tabr", "tabattn_tabr_plain", "tabattn_tabr_epoch", "tabattn_tabr_ple",
                "tabattn_ft", "rtdl_ft", "mlp", "lightgbm",
                "xgboost", "hist_gbdt"]
 # The benchmark model that is the estimators' model="auto" (and `tabattn fit`'s default);
@@ -116,8 +116,8 @@ def default_model_section(records, default_model):
         f"`{default_model}`. Mean test metric over the seeds both have, same splits; "
         "accuracy for classification (higher is better), RMSE for regression (lower is "
         "better); training time is the mean wall time of one fit. The two had different "
-        "budgets: see the `budget` column of the dataset tables (neural models a fixed time "
-        "on one core, LightGBM both cores until early stopping).",
+        "budgets: see the `budget` column of the dataset tables (neural models a fixed "
+        "time, LightGBM until early stopping).",
         "",
         f"| dataset | metric | {default_model} | LightGBM | difference | better | "
         f"{default_model} train (s) | LightGBM train (s) | {ALTERNATIVE} |",
@@ -175,10 +175,9 @@ def targets_lines(by, records, default_model, wins, compared):
                      f"against {b:.4f}: {verdict(a >= 0.870 and a >= b - 0.002)}.")
         seconds = mean_std([r["train_seconds"] for r in adult])[0]
         peer_seconds = mean_std([r["train_seconds"] for r in adult_peer])[0]
-        limit = (adult[0].get("budget") or {}).get("time_limit")
-        budget = f" (time limit {limit:.0f} s on one core)" if limit else ""
-        lines.append(f"- Training time on Adult: {seconds:.0f} s{budget} against LightGBM's "
-                     f"{peer_seconds:.1f} s (reported, no target).")
+        lines.append(f"- Training time on Adult: {seconds:.0f} s ({budget(adult[0])}) against "
+                     f"LightGBM's {peer_seconds:.1f} s ({budget(adult_peer[0])}; reported, no "
+                     "target).")
     total = len({d for d, m in by if m == PEER})  # a dataset without a default-model run counts
     if total:
         missing = f" ({total - compared} without a run of the default model)" if (
@@ -321,6 +320,19 @@ def machines_section(records):
     return lines
 
 
+def notes_section(records):
+    """The ``note`` of each model whose records carry one (e.g. runs of an older code)."""
+    notes = collections.OrderedDict()
+    for record in ok_accuracy(records):
+        if record.get("note"):
+            notes.setdefault((record["model"], record["note"]), None)
+    if not notes:
+        return []
+    lines = ["## Notes on the records", ""]
+    lines += [f"- `{model}`: {note}" for model, note in notes]
+    return lines + [""]
+
+
 def problems_section(records):
     lines = []
     for record in records:
@@ -352,6 +364,7 @@ def render(records, source):
         lines += ["## Accuracy", "", *accuracy]
     lines += speed_section(records)
     lines += machines_section(records)
+    lines += notes_section(records)
     lines += problems_section(records)
     return "\n".join(lines).rstrip() + "\n"
 

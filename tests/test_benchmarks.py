@@ -188,7 +188,8 @@ def test_report_states_each_target_and_whether_it_is_reached():
     def record(dataset, model, seed, metrics, task, seconds=1.0):
         return {"kind": "accuracy", "status": "ok", "dataset": dataset, "model": model,
                 "seed": seed, "metrics": metrics, "task": task, "train_seconds": seconds,
-                "backend": "jax", "budget": {"time_limit": 300.0}}
+                "backend": "jax", "budget": {"time_limit": 300.0},
+                "machine": {"thread_limit": 2}}
 
     records = []
     for seed in range(2):
@@ -206,7 +207,8 @@ def test_report_states_each_target_and_whether_it_is_reached():
     text = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
     assert "0.4100 against 0.4500: **reached**" in text
     assert "0.8600 against 0.8700: **not reached**" in text
-    assert "300 s (time limit 300 s on one core) against LightGBM's 0.7 s" in text
+    assert ("300 s (300 s, 2 cores) against LightGBM's 0.7 s (until early stop, 2 cores"
+            in text)
     # diamonds has no run of the default model: it counts as not beaten.
     assert "1 of 3 (1 without a run of the default model): **not reached**" in text
     assert "0.70 ms: **reached**" in text

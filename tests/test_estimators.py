@@ -168,6 +168,21 @@ def test_tabr_regressor_with_periodic_embeddings(rng):
     assert reg.score(X[400:], y[400:]) > 0.6
 
 
+def test_tabr_keeps_the_moving_average_of_its_best_epoch(rng):
+    # The estimator validates TabR's moving average of the weights and keeps the best
+    # epoch's: the fitted model scores exactly the best validation loss of the history.
+    X = rng.normal(size=(400, 3))
+    y = X[:, 0] + 0.5 * np.sin(3 * X[:, 1])
+    reg = TabularRegressor(model="tabr", model_params=TABR_SMALL, epochs=6, batch_size=64,
+                           verbose=0, random_state=0)
+    reg.fit(X[:300], y[:300], eval_set=(X[300:], y[300:]))
+    optimizer = reg.model_.optimizer
+    assert optimizer.use_ema and optimizer.ema_momentum == pytest.approx(1 - 1 / 5)  # 5 steps
+    inputs = reg.preprocessor_.transform(pd.DataFrame(X[300:], columns=reg._columns))
+    val_loss = reg.model_.evaluate(inputs, reg._encode_target(pd.Series(y[300:])), verbose=0)
+    np.testing.assert_allclose(val_loss, min(reg.history_["val_loss"]), rtol=1e-5)
+
+
 @pytest.mark.parametrize("bins", ["quantile", "tree"])
 def test_ft_transformer_with_piecewise_embeddings(rng, tmp_path, bins):
     X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300),

@@ -346,6 +346,12 @@ class RetrievalAttention(keras.layers.Layer):
     label was and how the row differs from it. ``dropout`` drops attention probabilities
     during training (TabR's "context dropout").
 
+    Departure from the paper: ``T``'s dropout mask is drawn once per row and shared by its
+    neighbours (dropout on ``sum_i p_i h_i``, which ``T``'s last, linear layer then maps),
+    not once per neighbour. The mean is the same; drawing ``k`` times fewer random numbers
+    made a training step of TabR on California housing (32 neighbours) 1.3x faster on the
+    JAX CPU backend, where random bits cost more than ``T``'s matmuls.
+
     The context is passed in, not learned: typically the keys of the training rows and their
     labels. Each row's output depends only on that row and the context, never on the other
     rows of the batch. During training a row must not retrieve itself (it would read its own
@@ -361,7 +367,8 @@ class RetrievalAttention(keras.layers.Layer):
         hidden_dim: width of ``T``'s hidden layer. Default ``2 * d`` (TabR's
             ``d_multiplier=2``).
         dropout: rate of dropout on the attention probabilities, in [0, 1). Default 0.
-        value_dropout: rate of dropout inside ``T``, in [0, 1). Default 0.
+        value_dropout: rate of dropout on ``T``'s hidden units, in [0, 1) (one mask per
+            row, see above). Default 0.
         **kwargs: standard ``keras.layers.Layer`` arguments.
 
     Call arguments:
@@ -560,14 +567,21 @@ class RetrievalAttention(keras.layers.Layer):
             )
         else:
             label_values = self.label_embedding(ops.cast(neighbor_labels, "int32"))
-        difference = ops.cast(difference, self.compute_dtype)
-        hidden = self.value_dropout_layer(self.value_hidden(difference), training=training)
+        batch, k = ops.shape(difference)[0], ops.shape(difference)[1]
+        # T's first layer on a 2-D (batch * k, d) matrix: on XLA's CPU backend its gradient
+        # was 1.6x faster than on the 3-D tensor.
+        hidden = self.value_hidden(
+            ops.reshape(ops.cast(difference, self.compute_dtype), (-1, self.key_dim))
+        )
+        hidden = ops.reshape(hidden, (batch, k, -1))
         probs = self.dropout_layer(ops.cast(scores, self.compute_dtype), training=training)
         # T's last layer is linear without bias, so sum_i p_i T_2(h_i) = T_2(sum_i p_i h_i):
         # mixing first runs it once per row instead of once per neighbour (same result).
-        outputs = ops.einsum("bk,bkd->bd", probs, label_values) + self.value_output(
-            ops.einsum("bk,bkh->bh", probs, hidden)
+        # T's dropout comes after mixing: one mask per row (see the class docstring).
+        mixed_hidden = self.value_dropout_layer(
+            ops.einsum("bk,bkh->bh", probs, hidden), training=training
         )
+        outputs = ops.einsum("bk,bkd->bd", probs, label_values) + self.value_output(mixed_hidden)
         if return_attention_scores:
             return outputs, scores
         return outputs

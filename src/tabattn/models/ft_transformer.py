@@ -304,14 +304,15 @@ class FTTransformer(keras.Model):
         """The paper's optimiser settings: ``learning_rate=1e-4``, ``weight_decay=1e-5``."""
         return dict(learning_rate=1e-4, weight_decay=1e-5)
 
-    def make_optimizer(self, learning_rate=1e-4, weight_decay=1e-5):
+    def make_optimizer(self, learning_rate=1e-4, weight_decay=1e-5, **kwargs):
         """AdamW with weight decay on every weight except norms, biases and embeddings.
 
         The exclusions follow the paper's code (rtdl): the feature tokenizer, the [CLS]
-        token, LayerNorm parameters and biases are not decayed.
+        token, LayerNorm parameters and biases are not decayed. ``kwargs`` go to
+        ``keras.optimizers.AdamW`` (e.g. ``use_ema=True``).
         """
         excluded = list(self.tokenizer.weights) + list(self.cls_token.weights)
-        return adamw_without_decay_on(self, excluded, learning_rate, weight_decay)
+        return adamw_without_decay_on(self, excluded, learning_rate, weight_decay, **kwargs)
 
     def attention_maps(self, inputs, batch_size=1024):
         """[CLS]-row attention of every block, averaged over heads.

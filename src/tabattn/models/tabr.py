@@ -603,15 +603,18 @@ class TabR(keras.Model):
         return dict(learning_rate=0.0003121273641315169, weight_decay=1.2260352006404615e-06)
 
     def make_optimizer(self, learning_rate=0.0003121273641315169,
-                       weight_decay=1.2260352006404615e-06):
+                       weight_decay=1.2260352006404615e-06, **kwargs):
         """AdamW without weight decay on norms, biases, the label and numeric embeddings.
 
         The exclusions follow the paper's code (its ``zero_weight_decay_condition``).
+        ``kwargs`` go to ``keras.optimizers.AdamW``: e.g. ``use_ema=True,
+        ema_momentum=0.99`` for an exponential moving average of the weights (the
+        estimators' choice for TabR), evaluated with ``keras.callbacks.SwapEMAWeights``.
         """
         excluded = list(self.retrieval.label_embedding.weights)
         if self.periodic is not None:
             excluded.extend(self.periodic.weights)
-        return adamw_without_decay_on(self, excluded, learning_rate, weight_decay)
+        return adamw_without_decay_on(self, excluded, learning_rate, weight_decay, **kwargs)
 
     def neighbors(self, inputs, batch_size=4096):
         """The stored rows each row retrieves, and their attention weights.
