@@ -26,7 +26,12 @@ Protocol (after Gorishniy et al., "Revisiting Deep Learning Models for Tabular D
   validation loss with patience 16, best epoch restored. GBDTs: library defaults (learning
   rate, depth, leaves), at most 2000 rounds, early stopping after 50 rounds without a better
   validation loss (the budget of the paper's GBDT runs).
-- Models: ``tabattn_ft`` (``TabularClassifier``/``TabularRegressor``, paper default config,
+- Models: ``tabattn_tabr`` (the estimators' TabR, their ``model="auto"``: TabR-S with
+  ``d_main=128``, 32 neighbours, periodic numeric embeddings, AdamW lr 1e-3 with a moving
+  average of the weights) and its variants ``tabattn_tabr_plain`` (no numeric embeddings),
+  ``tabattn_tabr_epoch`` (no embeddings, keys refreshed once per epoch) and
+  ``tabattn_tabr_ple`` (piecewise-linear encoding, 48 tree bins); ``tabattn_ft``
+  (``TabularClassifier``/``TabularRegressor``, paper default config,
   AdamW lr 1e-4, wd 1e-5) on the current ``KERAS_BACKEND``; ``rtdl_ft``
   (``rtdl_revisiting_models.FTTransformer`` with ``get_default_kwargs()``, its default AdamW,
   PyTorch, same preprocessing, batch size, budget and early stopping); ``mlp`` (Keras,

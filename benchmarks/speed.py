@@ -284,7 +284,7 @@ def model_records(config, batch, steps, machine, versions, peak, log):
     flops_row = 3 * ft_forward_flops(N_NUM + N_CAT + 1, config["d_token"], config["n_blocks"])
     base = {"kind": "speed_model", "backend": BACKEND, "machine": machine, "versions": versions,
             "started": _common.now_utc(), "batch_size": batch, "config": config,
-            "matmul_gflops": peak}
+            "commit": _common.source_commit(), "matmul_gflops": peak}
 
     # tabattn on this backend
     model = FTTransformer(N_NUM, (CARD,) * N_CAT, d_out=1, **config)
@@ -348,13 +348,16 @@ def model_records(config, batch, steps, machine, versions, peak, log):
 
 def tabr_record(config, context_rows, batch, steps, machine, versions, log):
     """TabR with ``context_rows`` stored rows (Adult's training split has 26,048): training
-    step (with self-exclusion) and prediction latency, searching all stored rows exactly."""
+    step (with self-exclusion, and the estimators' optimizer) and prediction latency,
+    searching all stored rows exactly."""
+    from tabattn.estimators import ESTIMATOR_OPTIMIZER_PARAMS
     from tabattn.models import TabR
 
     inputs, y = synthetic_inputs(max(context_rows, 4096))
     model = TabR(N_NUM, (CARD,) * N_CAT, d_out=1, num_classes=2, **config)
     model.set_context({k: v[:context_rows] for k, v in inputs.items()}, y[:context_rows])
-    model.compile(optimizer=model.make_optimizer(),
+    optimizer = dict(TabR.default_optimizer_config(), **ESTIMATOR_OPTIMIZER_PARAMS["tabr"])
+    model.compile(optimizer=model.make_optimizer(**optimizer),
                   loss=keras.losses.BinaryCrossentropy(from_logits=True))
     xb = {k: v[:batch] for k, v in inputs.items()}
     xb["row_index"] = np.arange(batch, dtype="int32")
@@ -366,6 +369,7 @@ def tabr_record(config, context_rows, batch, steps, machine, versions, log):
     record = {
         "kind": "speed_model", "backend": BACKEND, "machine": machine, "versions": versions,
         "started": _common.now_utc(), "batch_size": batch, "config": config,
+        "optimizer": optimizer, "commit": _common.source_commit(),
         "implementation": "tabattn TabR", "status": "ok", "context_rows": context_rows,
         "train_step_ms": ms, "train_rows_per_s": batch / (ms / 1000),
         "latency_ms_batch_1": lat1, "latency_ms_batch_4096": lat4096,

@@ -309,6 +309,25 @@ def test_retrieval_is_batch_invariant(rng):
         np.testing.assert_allclose(part, full[:size], rtol=1e-5, atol=1e-6)
 
 
+def test_retrieval_value_dropout_draws_one_mask_per_row(rng):
+    # With T's last layer the identity and zero label embeddings, the output is the mix of
+    # T's hidden units; one mask per row keeps or zeroes (and rescales) each unit of that
+    # mix as a whole, where masks per neighbour would also leave partial sums.
+    layer = RetrievalAttention(num_neighbors=6, num_classes=2, hidden_dim=16, value_dropout=0.5)
+    queries = rng.normal(size=(32, 16)).astype("float32")
+    context = rng.normal(size=(40, 16)).astype("float32")
+    labels = rng.integers(0, 2, size=40).astype("int32")
+    layer(queries, context, labels)  # build
+    layer.value_output.kernel.assign(np.eye(16, dtype="float32"))
+    layer.label_embedding.embeddings.assign(np.zeros((2, 16), "float32"))
+    mixed = _np(layer(queries, context, labels, training=False))
+    dropped = _np(layer(queries, context, labels, training=True))
+    kept = np.isclose(dropped, 2 * mixed, rtol=1e-4, atol=1e-6)
+    zeroed = dropped == 0
+    assert np.all(kept | zeroed)
+    assert 0.3 < zeroed[mixed != 0].mean() < 0.7
+
+
 def test_retrieval_with_fewer_context_rows_than_neighbors(rng):
     layer = RetrievalAttention(num_neighbors=96, num_classes=2)
     context = rng.normal(size=(5, 4)).astype("float32")

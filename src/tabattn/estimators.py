@@ -281,11 +281,9 @@ class _TabularEstimator(BaseEstimator):
             class_weight=self._class_weight(targets_train),
             verbose=self.verbose,
         )
-        if early_stopping.best_weights is not None:
-            # Restore the best epoch also when the time limit, not patience, ended training.
-            self.model_.set_weights(early_stopping.best_weights)
-        if hasattr(self.model_, "refresh_context_keys"):
-            self.model_.refresh_context_keys()  # keys of exactly the weights kept
+        # EarlyStopping restored the best epoch's weights when training ended, whatever ended
+        # it (after Keras wrote the last moving average into the model); TabR's own callback
+        # then recomputed the stored keys with them.
         self.history_ = {k: [float(v) for v in vals] for k, vals in history.history.items()}
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
         self.feature_importances_ = self._column_importances(inputs_val, X_val, y_val)
@@ -390,8 +388,9 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         learning_rate: AdamW learning rate. Default ``None``: FT-Transformer 1e-4 (paper
             default), TabR 1e-3 (paper 3.1e-4; see ``ESTIMATOR_OPTIMIZER_PARAMS``). TabR
             also keeps an exponential moving average of its weights (momentum 0.99, or
-            ``1 - 1 / steps per epoch`` when that is smaller): validation, early stopping
-            and the fitted model use the average (``keras.callbacks.SwapEMAWeights``).
+            ``1 - 1 / steps per epoch`` when that is smaller; none with one step per
+            epoch): validation, early stopping and the fitted model use the average
+            (``keras.callbacks.SwapEMAWeights``).
         weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default
             ``None``: the model's paper default (FT-Transformer 1e-5, TabR 1.2e-6).
         patience: epochs without a better validation loss before stopping; the best

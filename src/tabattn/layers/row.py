@@ -480,7 +480,7 @@ class RetrievalAttention(keras.layers.Layer):
         self.value_hidden = keras.layers.Dense(
             hidden, activation="relu", name="value_hidden", dtype=policy
         )
-        self.value_hidden.build((None, None, d))
+        self.value_hidden.build((None, d))
         self.value_output = keras.layers.Dense(
             d, use_bias=False, name="value_output", dtype=policy
         )

@@ -61,9 +61,9 @@ class _ContextKeyRefresh(keras.callbacks.Callback):
 
     Before each epoch (the keys the training steps search under ``context_refresh="epoch"``;
     skipped when the previous epoch's validation already refreshed them with the same
-    weights), before each validation
-    (so validation sees keys of the weights it evaluates) and at the end of training (after
-    any callback that restored the best weights, as this one runs last).
+    weights, which is not so when validation ran on a moving average of the weights), before
+    each validation (so validation sees keys of the weights it evaluates) and at the end of
+    training (after any callback that restored the best weights, as this one runs last).
     """
 
     def on_train_begin(self, logs=None):
@@ -71,7 +71,8 @@ class _ContextKeyRefresh(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         # Under "step" the training steps encode the context themselves.
-        if self.model.context_refresh == "epoch" and self._validated != epoch - 1:
+        averaged = getattr(self.model.optimizer, "use_ema", False)
+        if self.model.context_refresh == "epoch" and (averaged or self._validated != epoch - 1):
             self.model.refresh_context_keys()
         self._epoch = epoch
 
@@ -134,7 +135,8 @@ class TabR(keras.Model):
         mixer_normalization: ``"auto"`` (LayerNorm before the key layer only when
             ``encoder_n_blocks > 0``, as in the paper), ``True`` or ``False``.
         context_dropout: dropout on the retrieval attention probabilities (default 0.389).
-        dropout0: dropout inside the blocks and ``T`` (default 0.389).
+        dropout0: dropout inside the blocks and ``T`` (default 0.389; in ``T`` one mask per
+            row, see ``RetrievalAttention``).
         dropout1: dropout on each block's output (default 0).
         numeric_embedding: ``None`` (numeric values enter as they are), ``"periodic"``
             (``PeriodicEmbedding(lite=True)``, the paper's "PLR(lite)" used by its tuned TabR)
