@@ -70,6 +70,9 @@ def main():
               default="auto", show_default=True,
               help="Model: TabR (retrieval over training rows), FT-Transformer, or the "
                    "default chosen on the benchmarks (see BENCHMARKS.md).")
+@click.option("--ensemble-size", type=click.IntRange(min=1), default=None,
+              help="Models (seeds) to train and average (default: 5 with --model auto on a "
+                   "training split of at most 2,000 rows, else 1).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
               help="AdamW learning rate (default: FT-Transformer 1e-4, TabR 1e-3).")
 @click.option("--model-params", default=None, metavar="JSON",
@@ -87,9 +90,8 @@ def main():
               help="Output directory (default runs/<data-name>-<UTC timestamp>).")
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 silent, 1 progress bar, 2 one line per epoch.")
-def fit(data, target, task, epochs, time_limit, batch_size, model_name, learning_rate,
-        model_params,
-        categorical, numeric, split_column, class_weight, seed, out, verbose):
+def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble_size,
+        learning_rate, model_params, categorical, numeric, split_column, class_weight, seed, out, verbose):
     """Train on DATA (CSV, CSV.GZ or Parquet; default: the bundled Adult data), evaluate on a
     held-out test split, and save the model, metrics and feature importances."""
     started = time.monotonic()
@@ -139,7 +141,7 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, learning
         model=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         model_params=model_params, categorical=list(categorical) or None,
         numeric=list(numeric) or None, time_limit=remaining, random_state=seed,
-        verbose=verbose,
+        verbose=verbose, ensemble_size=ensemble_size,
     )
     if task == "classification":
         estimator = TabularClassifier(
@@ -162,6 +164,8 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, learning
             task=task, backend=backend, target=target,
             rows={"train": len(X_fit), "validation": len(X_val), "test": len(test)},
             epochs=len(estimator.history_["loss"]), best_epoch=estimator.best_epoch_,
+            ensemble_size=len(estimator.models_),
+            member_epochs=[len(history["loss"]) for history in estimator.histories_],
             seconds=round(seconds, 2),
         )
         estimator.save(staging)
@@ -255,10 +259,11 @@ def _print_results(metrics, importances):
     click.echo(f"{'split':<12}" + "".join(f"{n:>10}" for n in names))
     for split in ("train", "validation", "test"):
         click.echo(f"{split:<12}" + "".join(f"{metrics[split][n]:>10.4f}" for n in names))
-    click.echo(
-        f"\n{metrics['epochs']} epochs (best {metrics['best_epoch']}), "
-        f"{metrics['seconds']:.0f} s on {metrics['backend']}"
-    )
+    trained = f"{metrics['epochs']} epochs (best {metrics['best_epoch']})"
+    if metrics["ensemble_size"] > 1:
+        trained = (f"{metrics['ensemble_size']} models averaged, epochs "
+                   + ", ".join(map(str, metrics["member_epochs"])))
+    click.echo(f"\n{trained}, {metrics['seconds']:.0f} s on {metrics['backend']}")
     click.echo("\nMost important features:")
     for row in importances.head(10).itertuples():
         click.echo(f"  {row.feature:<24}{row.importance:.4f}")
