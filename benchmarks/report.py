@@ -80,12 +80,16 @@ def _order(label):
 
 
 def budget(record):
-    """The training budget of a run: time limit per fit and the cores it could use."""
+    """The training budget of a run: time limit per fit (shared by an ensemble's models)
+    and the cores it could use."""
     limit = (record.get("budget") or {}).get("time_limit")
     machine = record.get("machine") or {}
     cores = machine.get("thread_limit") or machine.get("cpu_count_usable") or "?"
     neural = record["model"] not in ("lightgbm", "xgboost", "hist_gbdt")
     time_part = f"{limit:.0f} s" if (limit and neural) else "until early stop"
+    models = record.get("ensemble_size", 1)
+    if models > 1:
+        time_part += f" for {models} models"
     return f"{time_part}, {cores} core{'s' if cores != 1 else ''}"
 
 
@@ -115,7 +119,8 @@ def default_model_section(records, default_model):
         f"`model=\"auto\"` (and `tabattn fit`) trains the model benchmarked as "
         f"`{default_model}`. Mean test metric over the seeds both have, same splits; "
         "accuracy for classification (higher is better), RMSE for regression (lower is "
-        "better); training time is the mean wall time of one fit. The two had different "
+        "better); training time is the mean wall time of one fit (of all its models, for "
+        "an ensemble). The two had different "
         "budgets: see the `budget` column of the dataset tables (neural models a fixed "
         "time, LightGBM until early stopping).",
         "",
@@ -123,7 +128,7 @@ def default_model_section(records, default_model):
         f"{default_model} train (s) | LightGBM train (s) | {ALTERNATIVE} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    wins = compared = 0
+    wins = ties = compared = 0
     for dataset in datasets:
         ours, peer = by[(dataset, default_model)], by[(dataset, PEER)]
         seeds = {r["seed"] for r in ours} & {r["seed"] for r in peer}
@@ -134,9 +139,10 @@ def default_model_section(records, default_model):
         metric = "accuracy" if ours[0]["task"] == "classification" else "rmse"
         a, _ = mean_std([r["metrics"][metric] for r in ours])
         b, _ = mean_std([r["metrics"][metric] for r in peer])
-        better = a > b if metric == "accuracy" else a < b
-        tie = abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+        tie = abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)  # means summed in another order
+        better = not tie and (a > b if metric == "accuracy" else a < b)
         wins += better
+        ties += tie
         compared += 1
         digits = 4 if metric == "accuracy" or abs(b) < 100 else 1
         lines.append(
@@ -146,8 +152,9 @@ def default_model_section(records, default_model):
             f"{mean_std([r['train_seconds'] for r in peer])[0]:.1f} | "
             f"{alternative(by[(dataset, ALTERNATIVE)], metric, digits)} |"
         )
+    tied = f" and ties on {ties}" if ties else ""
     lines += ["", f"tabattn's default model (JAX backend) beats LightGBM on {wins} of "
-              f"{compared} datasets.", ""]
+              f"{compared} datasets{tied}.", ""]
     lines += targets_lines(by, records, default_model, wins, compared)
     return lines
 
@@ -355,7 +362,8 @@ def render(records, source):
         f"Generated from {len(records)} records"
         + (f", runs from {started[0]} to {started[-1]}" if started else "")
         + ". Protocol: `benchmarks/accuracy.py` (module docstring); test metrics as mean ± "
-        "sample standard deviation over seeds.",
+        "sample standard deviation over seeds; an ensemble's epochs are summed over its "
+        "models.",
         "",
     ]
     lines += default_model_section(records, DEFAULT_MODEL)

@@ -120,6 +120,9 @@ def test_smoke_run_and_report(accuracy, data_dir, tmp_path):
         sizes = {json.dumps(r["rows"]) for r in records
                  if r["dataset"] == dataset and r["status"] == "ok"}
         assert len(sizes) == 1, sizes
+    # The default model averages five seeds on these small tables; its variant trains one.
+    assert by_key[("penguins", "tabattn_tabr")]["ensemble_size"] == 5
+    assert "ensemble_size" not in by_key[("penguins", "tabattn_tabr_single")]
     # Models without an optional dependency are not counted as failures.
     assert by_key[("adult", "tabattn_ft")]["status"] == "ok"
     assert by_key[("adult", "hist_gbdt")]["status"] == "ok"

@@ -35,7 +35,7 @@ def fitted_run(adult_csv, tmp_path_factory):
         main,
         ["fit", str(adult_csv), "--target", "income", "--epochs", "4", "--out", str(out),
          "--verbose", "0", "--learning-rate", "1e-3", "--batch-size", "64",
-         "--model-params", SMALL],
+         "--model-params", SMALL, "--ensemble-size", "2"],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result.output
@@ -57,12 +57,13 @@ def test_fit_with_the_ft_transformer(adult_csv, tmp_path):
 def test_fit_writes_model_metrics_and_importances(fitted_run, adult_csv):
     out, output = fitted_run
     names = set(os.listdir(out))
-    assert {"model.keras", "preprocessing.json", "estimator.json", "metrics.json",
-            "feature_importance.csv", "feature_importance.png"} <= names
+    assert {"model.keras", "model_1.keras", "preprocessing.json", "estimator.json",
+            "metrics.json", "feature_importance.csv", "feature_importance.png"} <= names
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("train", "validation", "test"):
         assert set(metrics[split]) == {"accuracy", "roc_auc", "log_loss"}
     assert metrics["rows"] == {"train": 1600, "validation": 400, "test": 600}
+    assert metrics["ensemble_size"] == 2 and len(metrics["member_epochs"]) == 2
     assert metrics["backend"] in ("jax", "torch", "tensorflow") and metrics["seconds"] > 0
     majority = (pd.read_csv(adult_csv).query("split == 'test'")["income"] == "<=50K").mean()
     assert metrics["test"]["accuracy"] > majority + 0.03, (metrics["test"], majority)
@@ -70,6 +71,7 @@ def test_fit_writes_model_metrics_and_importances(fitted_run, adult_csv):
     assert len(importance) == 14 and abs(importance["importance"].sum() - 1) < 1e-6
     assert (out / "feature_importance.png").read_bytes()[:4] == b"\x89PNG"
     assert "Keras backend:" in output and "Most important features" in output
+    assert "2 models averaged" in output
     assert "test" in output and "roc_auc" in output
 
 
@@ -159,7 +161,7 @@ def test_nan_target_rows_dropped_with_warning(tmp_path):
     result = CliRunner().invoke(
         main,
         ["fit", _write(tmp_path, frame), "--target", "y", "--epochs", "1", "--out", str(out),
-         "--verbose", "0", "--model-params", SMALL],
+         "--verbose", "0", "--model-params", SMALL, "--ensemble-size", "1"],
     )
     assert result.exit_code == 0, result.output
     assert "Dropped 3 of 60 rows" in result.output

@@ -259,11 +259,7 @@ class _TabularEstimator(BaseEstimator):
                 config.get("bins"), config.pop("n_bins", 48), inputs_train, targets_train,
                 self._task == "regression",
             )
-        size = self.ensemble_size or (
-            AUTO_ENSEMBLE_SIZE
-            if self.model == "auto" and len(targets_train) <= AUTO_ENSEMBLE_MAX_ROWS
-            else 1
-        )
+        size = self._ensemble_size(len(targets_train))
         self.models_, self.histories_ = [], []
         for member in range(size):
             if member and self.random_state is not None:
@@ -285,6 +281,12 @@ class _TabularEstimator(BaseEstimator):
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
         self.feature_importances_ = self._column_importances(inputs_val, X_val, y_val)
         return self
+
+    def _ensemble_size(self, n_train_rows):
+        if self.ensemble_size is not None:
+            return self.ensemble_size
+        small = n_train_rows <= AUTO_ENSEMBLE_MAX_ROWS
+        return AUTO_ENSEMBLE_SIZE if self.model == "auto" and small else 1
 
     def _fit_member(self, model_class, config, inputs_train, targets_train, inputs_val,
                     targets_val, seconds):
