@@ -104,12 +104,14 @@ class Budget:
     ft_config: dict = None
     tabr_config: dict = None
     mlp_layers: tuple = (256, 256, 256)
+    # Models the default TabR averages; None = the estimators' own rule (model="auto").
+    tabr_ensemble_size: int = None
 
 
 SMOKE_BUDGET = Budget(
     epochs=2, patience=2, batch_size=128, gbdt_rounds=20, gbdt_patience=5,
     ft_config={"n_blocks": 1, "d_token": 16, "num_heads": 2},
-    tabr_config={"d_main": 16, "num_neighbors": 8}, mlp_layers=(32,),
+    tabr_config={"d_main": 16, "num_neighbors": 8}, mlp_layers=(32,), tabr_ensemble_size=2,
 )
 SMOKE_MAX_ROWS = 400
 
@@ -563,7 +565,8 @@ def run_tabattn_ft(split, seed, budget):
 
 
 def run_tabattn_tabr(split, seed, budget):
-    return run_tabattn(split, seed, budget, "auto", budget.tabr_config)
+    return run_tabattn(split, seed, budget, "auto", budget.tabr_config,
+                       ensemble_size=budget.tabr_ensemble_size)
 
 
 def run_tabattn_tabr_single(split, seed, budget):

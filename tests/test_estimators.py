@@ -260,8 +260,12 @@ def test_auto_ensembles_small_tables(rng, tmp_path):
     assert {f"model_{i}.keras" for i in range(1, 5)} <= set(os.listdir(tmp_path / "ensemble"))
     loaded = tabattn.load(tmp_path / "ensemble")
     assert len(loaded.models_) == 5 and loaded.histories_ == clf.histories_
-    # TensorFlow's recompiled (XLA) predict may round the last bit differently.
-    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), rtol=1e-6)
+    for saved, restored in zip(clf.models_, loaded.models_):
+        for a, b in zip(saved.weights, restored.weights):
+            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))  # context too
+    # After one epoch the keys are almost equidistant, and TensorFlow's recompiled (XLA)
+    # predict can break a near-tie between neighbours the other way on a row or two.
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=5e-3)
 
 
 def test_ensemble_size_rule():
