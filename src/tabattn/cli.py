@@ -91,7 +91,8 @@ def main():
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 silent, 1 progress bar, 2 one line per epoch.")
 def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble_size,
-        learning_rate, model_params, categorical, numeric, split_column, class_weight, seed, out, verbose):
+        learning_rate, model_params, categorical, numeric, split_column, class_weight, seed,
+        out, verbose):
     """Train on DATA (CSV, CSV.GZ or Parquet; default: the bundled Adult data), evaluate on a
     held-out test split, and save the model, metrics and feature importances."""
     started = time.monotonic()
