@@ -89,7 +89,7 @@ def budget(record):
     time_part = f"{limit:.0f} s" if (limit and neural) else "until early stop"
     models = record.get("ensemble_size", 1)
     if models > 1:
-        time_part += f" for {models} models"
+        time_part += f" for {models} models" if (limit and neural) else f", {models} models"
     return f"{time_part}, {cores} core{'s' if cores != 1 else ''}"
 
 

@@ -1,5 +1,6 @@
 """TabularClassifier / TabularRegressor end to end on real Adult rows, and their API."""
 
+import json
 import os
 
 import keras
@@ -266,6 +267,27 @@ def test_auto_ensembles_small_tables(rng, tmp_path):
     # After one epoch the keys are almost equidistant, and TensorFlow's recompiled (XLA)
     # predict can break a near-tie between neighbours the other way on a row or two.
     np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=5e-3)
+
+
+def test_ensemble_stops_adding_models_when_the_time_is_spent(rng):
+    X = rng.normal(size=(200, 2))
+    reg = TabularRegressor(model="tabr", model_params=TABR_SMALL, ensemble_size=3, epochs=5,
+                           time_limit=1e-3, verbose=0, random_state=2**32 - 1)
+    reg.fit(X, X[:, 0])  # the first model trains one epoch; no time is left for the others
+    assert len(reg.models_) == 1 and len(reg.history_["loss"]) == 1
+
+
+def test_loads_a_save_from_before_ensembles(fitted_classifier, adult_small, tmp_path):
+    fitted_classifier.save(tmp_path / "old")
+    state_file = tmp_path / "old" / "estimator.json"
+    state = json.loads(state_file.read_text())
+    assert state["history"] == state["histories"][0]  # older versions read "history"
+    del state["histories"], state["params"]["ensemble_size"]
+    state_file.write_text(json.dumps(state))
+    loaded = tabattn.load(tmp_path / "old")
+    assert len(loaded.models_) == 1 and loaded.history_ == fitted_classifier.history_
+    X = adult_small[1].drop(columns=["income"]).iloc[:50]
+    np.testing.assert_array_equal(loaded.predict_proba(X), fitted_classifier.predict_proba(X))
 
 
 def test_ensemble_size_rule():

@@ -260,12 +260,16 @@ class _TabularEstimator(BaseEstimator):
         size = self._ensemble_size(len(targets_train))
         self.models_, self.histories_ = [], []
         for member in range(size):
+            seconds = None
+            if self.time_limit:
+                # Each member gets an equal share of the time that is left; one whose share
+                # would not cover an epoch of the first (compilation included) is not trained.
+                seconds = (self.time_limit - (time.monotonic() - started)) / (size - member)
+                if member and seconds < first_epoch_seconds:
+                    break
             if member and self.random_state is not None:
-                keras.utils.set_random_seed(self.random_state + member)
-            # Each member gets an equal share of the time that is left.
-            seconds = self.time_limit and (
-                (self.time_limit - (time.monotonic() - started)) / (size - member)
-            )
+                keras.utils.set_random_seed((self.random_state + member) % 2**32)
+            member_started = time.monotonic()
             model, history = self._fit_member(
                 model_class, config, inputs_train, targets_train, inputs_val, targets_val,
                 seconds,
@@ -274,6 +278,9 @@ class _TabularEstimator(BaseEstimator):
             self.histories_.append(
                 {k: [float(v) for v in vals] for k, vals in history.history.items()}
             )
+            if not member:
+                epochs = len(self.histories_[0]["loss"])
+                first_epoch_seconds = (time.monotonic() - member_started) / epochs
         self.model_ = self.models_[0]
         self.history_ = self.histories_[0]
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
@@ -325,7 +332,7 @@ class _TabularEstimator(BaseEstimator):
             # Validate, and keep as the best epoch's weights, the moving average. First in
             # the list, so that the other callbacks see the averaged weights.
             callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
-        if seconds:
+        if seconds is not None:
             callbacks.append(_TimeLimit(seconds))
         history = model.fit(
             inputs_train,
@@ -409,6 +416,7 @@ class _TabularEstimator(BaseEstimator):
             "columns": self._columns,
             "has_feature_names": hasattr(self, "feature_names_in_"),
             "n_features_in": self.n_features_in_,
+            "history": self.history_,  # what versions before ensembles read
             "histories": self.histories_,
             "best_epoch": self.best_epoch_,
             "model_name": self.model_name_,
@@ -461,7 +469,9 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         numeric: column names forced to be numeric.
         time_limit: seconds ``fit`` may take: no epoch is started that would, by the
             duration of the epochs so far, end past it (the best epoch's weights are still
-            restored); an ensemble's members share it equally. ``None``: no limit.
+            restored). An ensemble's models share it equally, and a model whose share would
+            not cover one epoch of the first is not trained (``models_`` says how many
+            were). ``None``: no limit.
         class_weight: ``None``, ``"balanced"`` (weights inversely proportional to class
             frequencies in the training split, for imbalanced targets) or a dict
             ``{class: weight}``. Default ``None``.
