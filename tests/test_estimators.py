@@ -301,5 +301,5 @@ def test_ensemble_size_rule():
 @pytest.mark.parametrize("size", [0, -2, 2.0, True, "3"])
 def test_bad_ensemble_size(rng, size):
     X, y = rng.normal(size=(20, 2)), [0, 1] * 10
-    with pytest.raises(ValueError, match=r"`ensemble_size` must be None or a positive integer"):
+    with pytest.raises(ValueError, match=r"`ensemble_size` must be a positive integer"):
         TabularClassifier(ensemble_size=size, verbose=0).fit(X, y)

@@ -200,15 +200,7 @@ class _TabularEstimator(BaseEstimator):
                 f"`model` must be one of {sorted(_MODELS) + ['auto']}. "
                 f"Received: model={self.model!r}"
             )
-        if self.ensemble_size is not None and not (
-            isinstance(self.ensemble_size, (int, np.integer))
-            and not isinstance(self.ensemble_size, bool)
-            and self.ensemble_size >= 1
-        ):
-            raise ValueError(
-                "`ensemble_size` must be None or a positive integer. "
-                f"Received: ensemble_size={self.ensemble_size!r}"
-            )
+        _checks.positive_int("ensemble_size", self.ensemble_size, allow_none=True)
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
                 "`validation_fraction` must be in (0, 1). "
