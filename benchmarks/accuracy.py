@@ -63,6 +63,7 @@ import copy
 import dataclasses
 import inspect
 import os
+import re
 import sys
 import time
 import traceback
@@ -639,12 +640,20 @@ def library_versions():
 def record_name(record):
     backend = f"__{record['backend']}" if record.get("keras_model") else ""
     seed = "" if record["seed"] is None else f"__seed{record['seed']}"
-    return f"{record['dataset']}__{record['model']}{backend}{seed}"
+    tag = f"@{record['tag']}" if record.get("tag") else ""
+    return f"{record['dataset']}__{record['model']}{tag}{backend}{seed}"
 
 
 def run(datasets, models, seeds, budget, out, max_rows=None, target=None, resume=False,
-        strict=False, threads=None, log=print):
-    """Run every (dataset, seed, model); write one record each to ``out``; return the records."""
+        strict=False, threads=None, log=print, tag=None, note=None):
+    """Run every (dataset, seed, model); write one record each to ``out``; return the records.
+
+    ``tag`` sets apart the records of a run that differs from the usual protocol (e.g. a
+    longer time limit): it joins the model's name in file names and in the report, which
+    keeps tagged runs out of the default-model comparison. ``note`` is printed with them.
+    """
+    if tag is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", tag):
+        raise ValueError(f"`tag` must be letters, digits, '_', '.' or '-'. Received: {tag!r}")
     backend = _common.keras_backend()
     machine, versions = _common.machine_info(), library_versions()
     machine["thread_limit"] = threads
@@ -689,6 +698,10 @@ def run(datasets, models, seeds, budget, out, max_rows=None, target=None, resume
                     "machine": machine, "versions": versions, "commit": commit,
                     "started": _common.now_utc(),
                 }
+                if tag:
+                    record["tag"] = tag
+                if note:
+                    record["note"] = note
                 name_on_disk = record_name(record)
                 if resume and os.path.exists(os.path.join(out, name_on_disk + ".json")):
                     log(f"[have] {name_on_disk}")
@@ -737,6 +750,9 @@ def parse_args(argv=None):
                         help="limit OpenMP/BLAS threads (default: all; 1 with --smoke)")
     parser.add_argument("--resume", action="store_true", help="skip records that exist")
     parser.add_argument("--strict", action="store_true", help="raise on a model's error")
+    parser.add_argument("--tag", help="label for a run outside the usual protocol (e.g. "
+                        "'600s' with --time-limit 600): kept apart in file names and report")
+    parser.add_argument("--note", help="sentence stored in each record; the report prints it")
     return parser.parse_args(argv)
 
 
@@ -765,7 +781,7 @@ def main(argv=None):
     with limit:
         records = run(datasets, args.models, list(seeds), budget, out, max_rows=max_rows,
                       target=args.target, resume=args.resume, strict=args.strict,
-                      threads=threads)
+                      threads=threads, tag=args.tag, note=args.note)
     errors = [r for r in records if r["status"] == "error"]
     print(f"{len(records)} records in {out}; {len(errors)} errors")
     return 1 if errors else 0

@@ -67,15 +67,20 @@ def fmt(values, digits=4):
     return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def model_name(record):
+    """The model's name, with the tag of a run outside the usual protocol (``--tag``)."""
+    return record["model"] + (f"@{record['tag']}" if record.get("tag") else "")
+
+
 def model_label(record):
-    label = record["model"]
+    label = model_name(record)
     if record.get("keras_model"):
         label += f" ({record['backend']})"
     return label
 
 
 def _order(label):
-    model = label.split(" ")[0]
+    model = label.split(" ")[0].split("@")[0]
     return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), label)
 
 
@@ -109,6 +114,8 @@ def default_model_section(records, default_model):
     for r in ok_accuracy(records):
         if r["model"] in (default_model, ALTERNATIVE) and r.get("backend") != "jax":
             continue  # one backend's runs (JAX, the CLI's default), not a mixture
+        if r.get("tag"):
+            continue  # the headline compares runs of the usual protocol only
         by[(r["dataset"], r["model"])].append(r)
     datasets = sorted({d for d, m in list(by) if m == default_model and (d, PEER) in by})
     if not datasets:
@@ -332,7 +339,7 @@ def notes_section(records):
     notes = collections.OrderedDict()
     for record in ok_accuracy(records):
         if record.get("note"):
-            notes.setdefault((record["model"], record["note"]), None)
+            notes.setdefault((model_name(record), record["note"]), None)
     if not notes:
         return []
     lines = ["## Notes on the records", ""]
