@@ -218,3 +218,29 @@ def test_report_states_each_target_and_whether_it_is_reached():
     # diamonds has no run of the default model: it counts as not beaten.
     assert "1 of 3 (1 without a run of the default model): **not reached**" in text
     assert "0.70 ms: **reached**" in text
+
+
+def test_tagged_runs_are_kept_apart_from_the_headline():
+    accuracy, report = _load("accuracy"), _load("report")
+    base = {"kind": "accuracy", "status": "ok", "dataset": "diamonds", "seed": 0,
+            "task": "regression", "train_seconds": 1.0, "backend": "jax", "keras_model": True,
+            "machine": {"thread_limit": 2}, "target": "price", "n_features": 9,
+            "rows": {"total": 10, "train": 6, "validation": 2, "test": 2}}
+    ours = dict(base, model=report.DEFAULT_MODEL, metrics={"rmse": 560.0, "mae": 1.0,
+                "r2": 0.9}, budget={"time_limit": 300.0}, epochs=10)
+    longer = dict(ours, metrics={"rmse": 520.0, "mae": 1.0, "r2": 0.9}, tag="600s",
+                  note="twice the budget", budget={"time_limit": 600.0}, epochs=20)
+    peer = dict(base, model=report.PEER, keras_model=False, budget={}, epochs=100,
+                metrics={"rmse": 540.0, "mae": 1.0, "r2": 0.9})
+    assert accuracy.record_name(longer) == f"diamonds__{report.DEFAULT_MODEL}@600s__jax__seed0"
+    assert accuracy.record_name(ours) == f"diamonds__{report.DEFAULT_MODEL}__jax__seed0"
+    headline = "\n".join(report.default_model_section([ours, longer, peer],
+                                                      report.DEFAULT_MODEL))
+    assert "| diamonds | rmse | 560.0 | 540.0 |" in headline  # the tagged run is not mixed in
+    tables = "\n".join(report.accuracy_section([ours, longer, peer]))
+    assert f"| {report.DEFAULT_MODEL}@600s (jax) | 520.0000" in tables
+    assert "600 s, 2 cores" in tables
+    notes = "\n".join(report.notes_section([ours, longer, peer]))
+    assert f"`{report.DEFAULT_MODEL}@600s`: twice the budget" in notes
+    with pytest.raises(ValueError, match="tag"):
+        accuracy.run({}, [], [], accuracy.Budget(), "unused", tag="a/b")
