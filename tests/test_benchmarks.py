@@ -237,6 +237,8 @@ def test_tagged_runs_are_kept_apart_from_the_headline():
     headline = "\n".join(report.default_model_section([ours, longer, peer],
                                                       report.DEFAULT_MODEL))
     assert "| diamonds | rmse | 560.0 | 540.0 |" in headline  # the tagged run is not mixed in
+    assert (f"- `{report.DEFAULT_MODEL}@600s` on diamonds (600 s, 2 cores, 1 seed): rmse "
+            "520.0 against LightGBM's 540.0 (tabattn better)." in headline)
     tables = "\n".join(report.accuracy_section([ours, longer, peer]))
     assert f"| {report.DEFAULT_MODEL}@600s (jax) | 520.0000" in tables
     assert "600 s, 2 cores" in tables
