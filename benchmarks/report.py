@@ -193,7 +193,8 @@ def tagged_lines(records, default_model, by):
         ours, _, metric, a, b, tie, better = compared_runs
         digits = _digits(metric, b)
         verdict = "tie" if tie else "tabattn better" if better else "LightGBM better"
-        lines.append(f"- `{name}` on {dataset} ({budget(ours[0])}, {len(ours)} seeds): "
+        seeds = f"{len(ours)} seed{'s' if len(ours) > 1 else ''}"
+        lines.append(f"- `{name}` on {dataset} ({budget(ours[0])}, {seeds}): "
                      f"{metric} {a:.{digits}f} against LightGBM's {b:.{digits}f} ({verdict}).")
     if not lines:
         return []
