@@ -135,15 +135,8 @@ def default_model_section(records, default_model):
         f"{default_model} train (s) | LightGBM train (s) | {ALTERNATIVE} |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    wins = ties = compared = 0
-    for dataset in datasets:
-        compared_runs = _compare(by[(dataset, default_model)], by[(dataset, PEER)])
-        if compared_runs is None:
-            continue
-        ours, peer, metric, a, b, tie, better = compared_runs
-        wins += better
-        ties += tie
-        compared += 1
+    headline = _against_peer({d: by[(d, default_model)] for d in datasets}, by)
+    for dataset, (ours, peer, metric, a, b, tie, better) in headline.items():
         digits = _digits(metric, b)
         lines.append(
             f"| {dataset} | {metric} | {a:.{digits}f} | {b:.{digits}f} | {a - b:+.{digits}f} | "
@@ -152,11 +145,13 @@ def default_model_section(records, default_model):
             f"{mean_std([r['train_seconds'] for r in peer])[0]:.1f} | "
             f"{alternative(by[(dataset, ALTERNATIVE)], metric, digits)} |"
         )
+    wins, ties = _wins_ties(headline)
     tied = f" and ties on {ties}" if ties else ""
     lines += ["", f"tabattn's default model (JAX backend) beats LightGBM on {wins} of "
-              f"{compared} datasets{tied}.", ""]
-    lines += targets_lines(by, records, default_model, wins, compared)
-    return lines + tagged_lines(records, default_model, by)
+              f"{len(headline)} datasets{tied}.", ""]
+    tagged, complete = tagged_lines(records, default_model, by, headline)
+    lines += targets_lines(by, records, default_model, wins, len(headline), complete)
+    return lines + tagged
 
 
 def _compare(ours, peer):
@@ -175,38 +170,72 @@ def _compare(ours, peer):
     return ours, peer, metric, a, b, tie, better
 
 
+def _against_peer(runs_by_dataset, by):
+    """``{dataset: _compare(runs, LightGBM's runs)}``, sorted, for the datasets with a
+    seed in common."""
+    compared = {}
+    for dataset, runs in sorted(runs_by_dataset.items()):
+        result = _compare(runs, by.get((dataset, PEER), []))
+        if result is not None:
+            compared[dataset] = result
+    return compared
+
+
+def _wins_ties(compared):
+    return (sum(c[6] for c in compared.values()), sum(c[5] for c in compared.values()))
+
+
+def _per_fit(runs):
+    """The time limit per fit and the cores of several runs, e.g. ``600 s per fit, 2 cores``
+    (an ensemble's models share the fit's time)."""
+    limits = sorted({(r.get("budget") or {}).get("time_limit") or 0 for r in runs})
+    cores = sorted({str(budget(r).rsplit(", ", 1)[1]) for r in runs})
+    return f"{' or '.join(f'{t:.0f}' for t in limits)} s per fit, {' or '.join(cores)}"
+
+
 def _digits(metric, value):
     return 4 if metric == "accuracy" or abs(value) < 100 else 1
 
 
-def tagged_lines(records, default_model, by):
-    """The default model's runs outside the protocol (``--tag``) against LightGBM."""
-    tagged = collections.defaultdict(list)
+def tagged_lines(records, default_model, by, headline):
+    """The default model's runs outside the protocol (``--tag``) against LightGBM.
+
+    Returns the lines and, for each tag that covers every dataset and seed of the headline
+    (a complete protocol at another budget), ``(name, budget, wins, ties, datasets)``."""
+    tagged = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in ok_accuracy(records):
         if r["model"] == default_model and r.get("tag") and r.get("backend") == "jax":
-            tagged[(model_name(r), r["dataset"])].append(r)
-    lines = []
-    for (name, dataset), runs in sorted(tagged.items()):
-        compared_runs = _compare(runs, by.get((dataset, PEER), []))
-        if compared_runs is None:
-            continue
-        ours, _, metric, a, b, tie, better = compared_runs
-        digits = _digits(metric, b)
-        verdict = "tie" if tie else "tabattn better" if better else "LightGBM better"
-        seeds = f"{len(ours)} seed{'s' if len(ours) > 1 else ''}"
-        lines.append(f"- `{name}` on {dataset} ({budget(ours[0])}, {seeds}): "
-                     f"{metric} {a:.{digits}f} against LightGBM's {b:.{digits}f} ({verdict}).")
+            tagged[model_name(r)][r["dataset"]].append(r)
+    lines, complete = [], []
+    for name, runs_by_dataset in sorted(tagged.items()):
+        compared = _against_peer(runs_by_dataset, by)
+        for dataset, (ours, _, metric, a, b, tie, better) in compared.items():
+            digits = _digits(metric, b)
+            verdict = "tie" if tie else "tabattn better" if better else "LightGBM better"
+            seeds = f"{len(ours)} seed{'s' if len(ours) > 1 else ''}"
+            lines.append(f"- `{name}` on {dataset} ({budget(ours[0])}, {seeds}): "
+                         f"{metric} {a:.{digits}f} against LightGBM's {b:.{digits}f} "
+                         f"({verdict}).")
+        if headline and all(
+                d in compared and {r["seed"] for r in compared[d][0]}
+                >= {r["seed"] for r in headline[d][0]} for d in headline):
+            wins, ties = _wins_ties(compared)
+            tied = f" and ties on {ties}" if ties else ""
+            complete.append((name, _per_fit([r for d in headline for r in compared[d][0]]),
+                             wins, ties, len(compared)))
+            lines.append(f"- `{name}` on every dataset of the table above, same seeds: "
+                         f"beats LightGBM on {wins} of {len(compared)}{tied}.")
     if not lines:
-        return []
+        return [], complete
     return ["Runs of the default model outside the protocol (not counted above; see the "
-            "notes on the records):", "", *lines, ""]
+            "notes on the records):", "", *lines, ""], complete
 
 
 def _mean_metric(runs, metric):
     return mean_std([r["metrics"][metric] for r in runs])[0] if runs else None
 
 
-def targets_lines(by, records, default_model, wins, compared):
+def targets_lines(by, records, default_model, wins, compared, complete=()):
     """Issue 6's targets, each with what this run measured and whether it is reached."""
     def verdict(ok):
         return "**reached**" if ok else "**not reached**"
@@ -234,6 +263,11 @@ def targets_lines(by, records, default_model, wins, compared):
             total > compared) else ""
         lines.append(f"- Beats LightGBM on the majority of datasets: {wins} of {total}{missing}: "
                      f"{verdict(wins > total / 2)}.")
+        for name, budgets, tag_wins, _, tag_compared in complete:
+            if tag_compared == total:
+                lines.append(f"  - with `{name}` ({budgets}), outside the protocol: "
+                             f"{tag_wins} of {total}: {verdict(tag_wins > total / 2)} "
+                             "at that budget.")
     latency = [r for r in records if r.get("kind") == "speed_model" and r.get("status") == "ok"
                and r.get("implementation") == "tabattn TabR" and r.get("backend") == "jax"
                and not r.get("smoke")]
@@ -371,15 +405,19 @@ def machines_section(records):
 
 
 def notes_section(records):
-    """The ``note`` of each model whose records carry one (e.g. runs of an older code)."""
+    """The ``note`` of each model whose records carry one (e.g. runs of an older code); where
+    a model's records carry different notes, each names its datasets."""
     notes = collections.OrderedDict()
     for record in ok_accuracy(records):
         if record.get("note"):
-            notes.setdefault((model_name(record), record["note"]), None)
+            notes.setdefault((model_name(record), record["note"]), set()).add(record["dataset"])
     if not notes:
         return []
+    per_model = collections.Counter(model for model, _ in notes)
     lines = ["## Notes on the records", ""]
-    lines += [f"- `{model}`: {note}" for model, note in notes]
+    for (model, note), datasets in sorted(notes.items(), key=lambda item: _order(item[0][0])):
+        where = f" (on {', '.join(sorted(datasets))})" if per_model[model] > 1 else ""
+        lines.append(f"- `{model}`{where}: {note}")
     return lines + [""]
 
 

@@ -246,3 +246,46 @@ def test_tagged_runs_are_kept_apart_from_the_headline():
     assert f"`{report.DEFAULT_MODEL}@600s`: twice the budget" in notes
     with pytest.raises(ValueError, match="tag"):
         accuracy.run({}, [], [], accuracy.Budget(), "unused", tag="a/b")
+
+
+def test_a_tagged_run_on_every_dataset_gets_its_own_count():
+    report = _load("report")
+    base = {"kind": "accuracy", "status": "ok", "task": "regression", "train_seconds": 1.0,
+            "backend": "jax", "keras_model": True, "machine": {"thread_limit": 2},
+            "target": "y", "n_features": 3, "epochs": 10,
+            "rows": {"total": 10, "train": 6, "validation": 2, "test": 2}}
+
+    def run(dataset, model, rmse, seed=0, **extra):
+        return {**base, "dataset": dataset, "model": model, "seed": seed,
+                "budget": {"time_limit": 300.0}, "metrics": {"rmse": rmse, "mae": 1.0, "r2": 0.9},
+                **extra}
+
+    longer = {"tag": "600s", "budget": {"time_limit": 600.0}}
+    records = [run("diamonds", report.DEFAULT_MODEL, 560.0),
+               run("diamonds", report.PEER, 540.0, keras_model=False),
+               run("california_housing", report.DEFAULT_MODEL, 0.40),
+               run("california_housing", report.PEER, 0.45, keras_model=False),
+               run("diamonds", report.DEFAULT_MODEL, 520.0, **longer, note="first note")]
+    name = f"{report.DEFAULT_MODEL}@600s"
+    partial = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
+    assert "- Beats LightGBM on the majority of datasets: 1 of 2: **not reached**." in partial
+    assert "every dataset" not in partial and f"with `{name}`" not in partial
+    # once the tag covers every dataset and seed of the headline, it is counted on its own
+    records.append(run("california_housing", report.DEFAULT_MODEL, 0.41, **longer,
+                       note="second note"))
+    complete = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
+    assert "beats LightGBM on 1 of 2 datasets." in complete  # the headline is unchanged
+    assert (f"- `{name}` on every dataset of the table above, same seeds: beats LightGBM on "
+            "2 of 2." in complete)
+    assert (f"  - with `{name}` (600 s per fit, 2 cores), outside the protocol: 2 of 2: **reached** "
+            "at that budget." in complete)
+    # a seed the tag lacks makes it incomplete again
+    records += [run(d, m, v, seed=1) for d, m, v in [
+        ("diamonds", report.DEFAULT_MODEL, 560.0), ("diamonds", report.PEER, 540.0),
+        ("california_housing", report.DEFAULT_MODEL, 0.40),
+        ("california_housing", report.PEER, 0.45)]]
+    assert "every dataset" not in "\n".join(
+        report.default_model_section(records, report.DEFAULT_MODEL))
+    notes = "\n".join(report.notes_section(records))
+    assert f"- `{name}` (on diamonds): first note" in notes
+    assert f"- `{name}` (on california_housing): second note" in notes
