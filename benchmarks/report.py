@@ -84,12 +84,16 @@ def _order(label):
     return (MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER), label)
 
 
+def _cores(record):
+    machine = record.get("machine") or {}
+    return machine.get("thread_limit") or machine.get("cpu_count_usable") or "?"
+
+
 def budget(record):
     """The training budget of a run: time limit per fit (shared by an ensemble's models)
     and the cores it could use."""
     limit = (record.get("budget") or {}).get("time_limit")
-    machine = record.get("machine") or {}
-    cores = machine.get("thread_limit") or machine.get("cpu_count_usable") or "?"
+    cores = _cores(record)
     neural = record["model"] not in ("lightgbm", "xgboost", "hist_gbdt")
     time_part = f"{limit:.0f} s" if (limit and neural) else "until early stop"
     models = record.get("ensemble_size", 1)
@@ -189,8 +193,9 @@ def _per_fit(runs):
     """The time limit per fit and the cores of several runs, e.g. ``600 s per fit, 2 cores``
     (an ensemble's models share the fit's time)."""
     limits = sorted({(r.get("budget") or {}).get("time_limit") or 0 for r in runs})
-    cores = sorted({str(budget(r).rsplit(", ", 1)[1]) for r in runs})
-    return f"{' or '.join(f'{t:.0f}' for t in limits)} s per fit, {' or '.join(cores)}"
+    cores = sorted({str(_cores(r)) for r in runs})
+    return (f"{' or '.join(f'{t:.0f}' for t in limits)} s per fit, {' or '.join(cores)} "
+            f"core{'' if cores == ['1'] else 's'}")
 
 
 def _digits(metric, value):
@@ -201,7 +206,7 @@ def tagged_lines(records, default_model, by, headline):
     """The default model's runs outside the protocol (``--tag``) against LightGBM.
 
     Returns the lines and, for each tag that covers every dataset and seed of the headline
-    (a complete protocol at another budget), ``(name, budget, wins, ties, datasets)``."""
+    (a complete protocol at another budget), ``(name, budget, wins, datasets)``."""
     tagged = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in ok_accuracy(records):
         if r["model"] == default_model and r.get("tag") and r.get("backend") == "jax":
@@ -222,7 +227,7 @@ def tagged_lines(records, default_model, by, headline):
             wins, ties = _wins_ties(compared)
             tied = f" and ties on {ties}" if ties else ""
             complete.append((name, _per_fit([r for d in headline for r in compared[d][0]]),
-                             wins, ties, len(compared)))
+                             wins, len(compared)))
             lines.append(f"- `{name}` on every dataset of the table above, same seeds: "
                          f"beats LightGBM on {wins} of {len(compared)}{tied}.")
     if not lines:
@@ -263,7 +268,7 @@ def targets_lines(by, records, default_model, wins, compared, complete=()):
             total > compared) else ""
         lines.append(f"- Beats LightGBM on the majority of datasets: {wins} of {total}{missing}: "
                      f"{verdict(wins > total / 2)}.")
-        for name, budgets, tag_wins, _, tag_compared in complete:
+        for name, budgets, tag_wins, tag_compared in complete:
             if tag_compared == total:
                 lines.append(f"  - with `{name}` ({budgets}), outside the protocol: "
                              f"{tag_wins} of {total}: {verdict(tag_wins > total / 2)} "

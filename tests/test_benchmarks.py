@@ -277,8 +277,8 @@ def test_a_tagged_run_on_every_dataset_gets_its_own_count():
     assert "beats LightGBM on 1 of 2 datasets." in complete  # the headline is unchanged
     assert (f"- `{name}` on every dataset of the table above, same seeds: beats LightGBM on "
             "2 of 2." in complete)
-    assert (f"  - with `{name}` (600 s per fit, 2 cores), outside the protocol: 2 of 2: **reached** "
-            "at that budget." in complete)
+    assert (f"  - with `{name}` (600 s per fit, 2 cores), outside the protocol: 2 of 2: "
+            "**reached** at that budget." in complete)
     # a seed the tag lacks makes it incomplete again
     records += [run(d, m, v, seed=1) for d, m, v in [
         ("diamonds", report.DEFAULT_MODEL, 560.0), ("diamonds", report.PEER, 540.0),
