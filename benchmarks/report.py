@@ -194,8 +194,8 @@ def _per_fit(runs):
     (an ensemble's models share the fit's time)."""
     limits = sorted({(r.get("budget") or {}).get("time_limit") or 0 for r in runs})
     cores = sorted({str(_cores(r)) for r in runs})
-    return (f"{' or '.join(f'{t:.0f}' for t in limits)} s per fit, {' or '.join(cores)} "
-            f"core{'' if cores == ['1'] else 's'}")
+    times = " or ".join(f"{t:.0f} s per fit" if t else "no time limit" for t in limits)
+    return f"{times}, {' or '.join(cores)} core{'' if cores == ['1'] else 's'}"
 
 
 def _digits(metric, value):

@@ -288,4 +288,11 @@ def test_a_tagged_run_on_every_dataset_gets_its_own_count():
         report.default_model_section(records, report.DEFAULT_MODEL))
     notes = "\n".join(report.notes_section(records))
     assert f"- `{name}` (on diamonds): first note" in notes
+    # a tag that ran until early stopping says so instead of a time limit
+    unlimited = {"tag": "nolimit", "budget": {"time_limit": None}}
+    records += [run(d, report.DEFAULT_MODEL, v, seed=s, **unlimited)
+                for d, v in [("diamonds", 530.0), ("california_housing", 0.39)] for s in (0, 1)]
+    section = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
+    assert (f"  - with `{report.DEFAULT_MODEL}@nolimit` (no time limit, 2 cores), outside the "
+            "protocol: 2 of 2: **reached** at that budget." in section)
     assert f"- `{name}` (on california_housing): second note" in notes
