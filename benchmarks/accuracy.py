@@ -648,9 +648,10 @@ def run(datasets, models, seeds, budget, out, max_rows=None, target=None, resume
         strict=False, threads=None, log=print, tag=None, note=None):
     """Run every (dataset, seed, model); write one record each to ``out``; return the records.
 
-    ``tag`` sets apart the records of a run that differs from the usual protocol (e.g. a
-    longer time limit): it joins the model's name in file names and in the report, which
-    keeps tagged runs out of the default-model comparison. ``note`` is printed with them.
+    ``tag`` sets apart the records of a run with other settings (e.g. another time limit):
+    it joins the model's name in file names and in the report, which compares each set of
+    the default model's runs with LightGBM on its own (see ``report.headline_name``).
+    ``note`` is printed with them.
     """
     if tag is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", tag):
         raise ValueError(f"`tag` must be letters, digits, '_', '.' or '-'. Received: {tag!r}")
@@ -750,8 +751,8 @@ def parse_args(argv=None):
                         help="limit OpenMP/BLAS threads (default: all; 1 with --smoke)")
     parser.add_argument("--resume", action="store_true", help="skip records that exist")
     parser.add_argument("--strict", action="store_true", help="raise on a model's error")
-    parser.add_argument("--tag", help="label for a run outside the usual protocol (e.g. "
-                        "'600s' with --time-limit 600): kept apart in file names and report")
+    parser.add_argument("--tag", help="label for a run with other settings (e.g. '600s' "
+                        "with --time-limit 600): kept apart in file names and report")
     parser.add_argument("--note", help="sentence stored in each record; the report prints it")
     return parser.parse_args(argv)
 

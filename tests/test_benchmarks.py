@@ -277,8 +277,9 @@ def test_a_tagged_run_on_every_dataset_gets_its_own_count():
     assert "beats LightGBM on 1 of 2 datasets." in complete  # the headline is unchanged
     assert (f"- `{name}` on every dataset of the table above, same seeds: beats LightGBM on "
             "2 of 2." in complete)
-    assert (f"  - with `{name}` (600 s per fit, 2 cores), outside the protocol: 2 of 2: "
-            "**reached** at that budget." in complete)
+    assert (f"  - with `{name}` (600 s per fit, 2 cores): 2 of 2: **reached** at that "
+            "budget." in complete)
+    assert f"| {name}, 600 s per fit | tabattn_ft |" in complete  # a column of its own
     # a seed the tag lacks makes it incomplete again
     records += [run(d, m, v, seed=1) for d, m, v in [
         ("diamonds", report.DEFAULT_MODEL, 560.0), ("diamonds", report.PEER, 540.0),
@@ -288,11 +289,46 @@ def test_a_tagged_run_on_every_dataset_gets_its_own_count():
         report.default_model_section(records, report.DEFAULT_MODEL))
     notes = "\n".join(report.notes_section(records))
     assert f"- `{name}` (on diamonds): first note" in notes
-    # a tag that ran until early stopping says so instead of a time limit
+    # Runs without a time limit (the harness's protocol) on every dataset and seed LightGBM
+    # ran become the headline; the budgeted runs are then counted on their own.
     unlimited = {"tag": "nolimit", "budget": {"time_limit": None}}
     records += [run(d, report.DEFAULT_MODEL, v, seed=s, **unlimited)
-                for d, v in [("diamonds", 530.0), ("california_housing", 0.39)] for s in (0, 1)]
+                for d, v in [("diamonds", 530.0), ("california_housing", 0.39)] for s in (0,)]
     section = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
-    assert (f"  - with `{report.DEFAULT_MODEL}@nolimit` (no time limit, 2 cores), outside the "
-            "protocol: 2 of 2: **reached** at that budget." in section)
+    assert "beats LightGBM on 1 of 2 datasets." in section  # seed 1 missing: not yet
+    records += [run(d, report.DEFAULT_MODEL, v, seed=1, **unlimited)
+                for d, v in [("diamonds", 530.0), ("california_housing", 0.39)]]
+    section = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
+    assert f"the table compares its runs `{report.DEFAULT_MODEL}@nolimit` (no time" in section
+    assert "| diamonds | rmse | 530.0 | 540.0 |" in section
+    assert "with no time limit: the harness's protocol" in section
+    assert ("tabattn's default model (JAX backend, no time limit, 2 cores) beats LightGBM on "
+            "2 of 2 datasets." in section)
+    assert "- Beats LightGBM on the majority of datasets: 2 of 2: **reached**." in section
+    assert (f"  - with `{report.DEFAULT_MODEL}` (300 s per fit, 2 cores): 1 of 2: "
+            "**not reached** at that budget." in section)
+    assert (f"- `{report.DEFAULT_MODEL}` on diamonds (300 s, 2 cores, 2 seeds): rmse 560.0 "
+            "against LightGBM's 540.0 (LightGBM better)." in section)
+    assert f"with `{name}`" not in section  # the 600 s tag lacks seed 1
     assert f"- `{name}` (on california_housing): second note" in notes
+
+
+def test_headline_prefers_complete_runs_without_a_time_limit():
+    report = _load("report")
+
+    def run(model, seed, limit, tag=None, dataset="diamonds"):
+        return {"model": model, "seed": seed, "dataset": dataset, "tag": tag,
+                "budget": {"time_limit": limit}}
+
+    by = {("diamonds", report.PEER): [run(report.PEER, s, None) for s in (0, 1)]}
+    sets = {report.DEFAULT_MODEL: {"diamonds": [run(report.DEFAULT_MODEL, s, 300.0)
+                                                for s in (0, 1)]},
+            "x@b": {"diamonds": [run(report.DEFAULT_MODEL, s, None, "b") for s in (0, 1)]},
+            "x@a": {"diamonds": [run(report.DEFAULT_MODEL, 0, None, "a")]}}
+    # the budgeted untagged runs give way to the complete unlimited tag, not the partial one
+    assert report.headline_name(sets, by, report.DEFAULT_MODEL) == "x@b"
+    sets[report.DEFAULT_MODEL] = {"diamonds": [run(report.DEFAULT_MODEL, s, None)
+                                               for s in (0, 1)]}
+    assert report.headline_name(sets, by, report.DEFAULT_MODEL) == report.DEFAULT_MODEL
+    del sets["x@b"], sets[report.DEFAULT_MODEL]
+    assert report.headline_name(sets, by, report.DEFAULT_MODEL) == report.DEFAULT_MODEL
