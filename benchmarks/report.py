@@ -417,7 +417,9 @@ def speed_section(records):
             "### Models",
             "",
             "FT-Transformer (paper default config) and TabR (the estimators' configuration, "
-            "searching 26,048 stored rows, Adult's training split size). "
+            "searching 26,048 stored rows, Adult's training split size; `TabR-S (paper "
+            "size)`: the paper's d_main 265 and 96 neighbours without numeric embeddings, "
+            "trained the same way in the same process). "
             "Rows: the implementation, the framework it ran on, and the Keras backend of the "
             "process it was measured in. GFLOP/s count the matmuls analytically; the share is "
             "of the float32 matmul rate measured in the same process. Peak RSS is the whole "

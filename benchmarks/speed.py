@@ -17,7 +17,9 @@ float32 matmul GFLOP/s (2048 × 2048, measured in the same run on the same backe
 process's peak RSS after training. rtdl's FT-Transformer (PyTorch, eager) is measured in the same
 process with the same sizes. TabR, configured as the estimators build it, with 26,048 stored
 rows (Adult's training split) searched exactly: training throughput and latency for batch 1
-and 4096 (no peer: no other Keras or PyTorch library ships TabR).
+and 4096 (no peer: no other Keras or PyTorch library ships TabR), next to the paper's TabR-S
+size (``d_main`` 265, 96 neighbours, no numeric embeddings; Gorishniy et al. 2024) trained
+the same way, which measures what the estimators' smaller TabR saves.
 
 Run once per backend (each writes its own records)::
 
@@ -346,7 +348,8 @@ def model_records(config, batch, steps, machine, versions, peak, log):
     return records
 
 
-def tabr_record(config, context_rows, batch, steps, machine, versions, log):
+def tabr_record(config, context_rows, batch, steps, machine, versions, log,
+                implementation="tabattn TabR"):
     """TabR with ``context_rows`` stored rows (Adult's training split has 26,048): training
     step (with self-exclusion, and the estimators' optimizer) and prediction latency,
     searching all stored rows exactly."""
@@ -370,13 +373,13 @@ def tabr_record(config, context_rows, batch, steps, machine, versions, log):
         "kind": "speed_model", "backend": BACKEND, "machine": machine, "versions": versions,
         "started": _common.now_utc(), "batch_size": batch, "config": config,
         "optimizer": optimizer, "commit": _common.source_commit(),
-        "implementation": "tabattn TabR", "status": "ok", "context_rows": context_rows,
+        "implementation": implementation, "status": "ok", "context_rows": context_rows,
         "train_step_ms": ms, "train_rows_per_s": batch / (ms / 1000),
         "latency_ms_batch_1": lat1, "latency_ms_batch_4096": lat4096,
         "framework": f"keras ({BACKEND}, jit)" if BACKEND != "torch" else "keras (torch, eager)",
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    log(f"[ok] tabattn TabR: {record['train_rows_per_s']:.0f} rows/s, "
+    log(f"[ok] {implementation}: {record['train_rows_per_s']:.0f} rows/s, "
         f"1-row latency {lat1:.2f} ms")
     return record
 
@@ -431,9 +434,16 @@ def main(argv=None):
             print(f"matmul: {peak:.1f} GFLOP/s")
             records += model_records(config, batch, 2 if args.smoke else 20, machine,
                                      versions, peak, print)
+        context_rows, steps = (512, 2) if args.smoke else (26048, 20)
         tabr_config = TABR_SMOKE if args.smoke else _tabr_default()
-        records.append(tabr_record(tabr_config, 512 if args.smoke else 26048, batch,
-                                   2 if args.smoke else 20, machine, versions, print))
+        records.append(tabr_record(tabr_config, context_rows, batch, steps, machine, versions,
+                                   print))
+        if not args.smoke:  # the paper's size, to show what the estimators' changes save
+            from tabattn.models import TabR
+
+            records.append(tabr_record(TabR.default_config(), context_rows, batch, steps,
+                                       machine, versions, print,
+                                       implementation="tabattn TabR-S (paper size)"))
     for record in records:
         record["smoke"] = args.smoke
         key = record.get("case") or record["implementation"].split(" (")[0].replace(" ", "_")
