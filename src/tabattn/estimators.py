@@ -40,7 +40,7 @@ _MODELS = {"ft_transformer": FTTransformer, "tabr": TabR}
 # The estimator's changes to a model's paper defaults. TabR-S's retrieval costs grow with
 # num_neighbors * d_main**2 per row; 32 neighbours and d_main=128 make that part about 12x
 # cheaper, which is what lets TabR train within minutes on a 2-core CPU: with its periodic
-# embeddings this TabR trains 2.4x as many rows/s as TabR-S's size does (BENCHMARKS.md,
+# embeddings this TabR trains 2.6x as many rows/s as TabR-S's size does (BENCHMARKS.md,
 # "Models", same process). Periodic numeric embeddings
 # (PLR lite, as the paper's tuned TabR) lifted Adult, California and diamonds in the
 # benchmarks (see BENCHMARKS.md, tabattn_tabr against tabattn_tabr_plain).
