@@ -5,6 +5,7 @@ Models whose optional library (the ``bench`` extra) is missing must be recorded 
 never fail the test. No test looks at absolute times or at the quality of the smoke numbers.
 """
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -291,7 +292,7 @@ def test_a_tagged_run_on_every_dataset_gets_its_own_count():
     assert f"- `{name}` (on diamonds): first note" in notes
     # Runs without a time limit (the harness's protocol) on every dataset and seed LightGBM
     # ran become the headline; the budgeted runs are then counted on their own.
-    unlimited = {"tag": "nolimit", "budget": {"time_limit": None}}
+    unlimited = {"tag": "nolimit", "budget": dict(report.PROTOCOL_BUDGET)}
     records += [run(d, report.DEFAULT_MODEL, v, seed=s, **unlimited)
                 for d, v in [("diamonds", 530.0), ("california_housing", 0.39)] for s in (0,)]
     section = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
@@ -318,7 +319,7 @@ def test_headline_prefers_complete_runs_without_a_time_limit():
 
     def run(model, seed, limit, tag=None, dataset="diamonds"):
         return {"model": model, "seed": seed, "dataset": dataset, "tag": tag,
-                "budget": {"time_limit": limit}}
+                "budget": dict(report.PROTOCOL_BUDGET, time_limit=limit)}
 
     by = {("diamonds", report.PEER): [run(report.PEER, s, None) for s in (0, 1)]}
     sets = {report.DEFAULT_MODEL: {"diamonds": [run(report.DEFAULT_MODEL, s, 300.0)
@@ -332,3 +333,40 @@ def test_headline_prefers_complete_runs_without_a_time_limit():
     assert report.headline_name(sets, by, report.DEFAULT_MODEL) == report.DEFAULT_MODEL
     del sets["x@b"], sets[report.DEFAULT_MODEL]
     assert report.headline_name(sets, by, report.DEFAULT_MODEL) == report.DEFAULT_MODEL
+    # no time limit is not enough: the rest of the budget must be the protocol's too
+    quick = [dict(run(report.DEFAULT_MODEL, s, None, "quick"), budget=dict(
+        report.PROTOCOL_BUDGET, epochs=2)) for s in (0, 1)]
+    bare = [dict(run(report.DEFAULT_MODEL, s, None, "bare"), budget={}) for s in (0, 1)]
+    subsample = [dict(run(report.DEFAULT_MODEL, s, None, "sub"), smoke=True) for s in (0, 1)]
+    sets = {"x@quick": {"diamonds": quick}, "x@bare": {"diamonds": bare},
+            "x@sub": {"diamonds": subsample}}
+    assert report.headline_name(sets, by, report.DEFAULT_MODEL) == report.DEFAULT_MODEL
+
+
+def test_protocol_budget_is_the_harness_default():
+    accuracy, report = _load("accuracy"), _load("report")
+    defaults = dataclasses.asdict(accuracy.Budget())
+    assert {k: defaults[k] for k in report.PROTOCOL_BUDGET} == report.PROTOCOL_BUDGET
+
+
+def test_targets_use_the_seeds_both_have():
+    report = _load("report")
+    protocol = dict(report.PROTOCOL_BUDGET)
+
+    def run(model, seed, rmse, dataset="california_housing", **extra):
+        return {"kind": "accuracy", "status": "ok", "dataset": dataset, "model": model,
+                "seed": seed, "metrics": {"rmse": rmse}, "task": "regression",
+                "train_seconds": 1.0, "backend": "jax", "machine": {"thread_limit": 2},
+                **extra}
+
+    records = [run(report.PEER, s, 0.45, budget={}) for s in (0, 1)]
+    records += [run(report.DEFAULT_MODEL, s, 0.44, budget=protocol) for s in (0, 1)]
+    # a seed LightGBM lacks must not move the target (0.44 alone is above 0.42)
+    records.append(run(report.DEFAULT_MODEL, 2, 0.30, budget=protocol))
+    records += [run(report.DEFAULT_MODEL, s, v, tag="300s", budget=dict(protocol,
+                    time_limit=300.0)) for s, v in ((0, 0.40), (1, 0.40), (2, 0.90))]
+    text = "\n".join(report.default_model_section(records, report.DEFAULT_MODEL))
+    assert "| california_housing | rmse | 0.4400 | 0.4500 |" in text
+    assert "0.4400 against 0.4500: **not reached**" in text
+    # the other set's column is on the same seeds as the headline, not its own
+    assert "| 0.4000 |" in text

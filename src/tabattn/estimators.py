@@ -38,7 +38,7 @@ PREPROCESSING_FILE = "preprocessing.json"
 ESTIMATOR_FILE = "estimator.json"
 _MODELS = {"ft_transformer": FTTransformer, "tabr": TabR}
 # The estimator's changes to a model's paper defaults. TabR-S's retrieval costs grow with
-# num_neighbors * d_main**2 per row; 32 neighbours and d_main=128 make that part about 12x
+# num_neighbors * d_main**2 per row; 32 neighbours and d_main=128 make that part about 13x
 # cheaper, which is what lets TabR train within minutes on a 2-core CPU: with its periodic
 # embeddings this TabR trains 2.6x as many rows/s as TabR-S's size does (BENCHMARKS.md,
 # "Models", same process). Periodic numeric embeddings
