@@ -126,12 +126,12 @@ def _run_sets(records, default_model):
     return sets
 
 
-def _protocol(runs_by_dataset):
+def _protocol(runs):
     """Whether every run had the harness's protocol budget (and the full data)."""
     return all(
         not r.get("smoke") and all(k in (r.get("budget") or {}) and r["budget"][k] == v
                                    for k, v in PROTOCOL_BUDGET.items())
-        for runs in runs_by_dataset.values() for r in runs)
+        for r in runs)
 
 
 def _covers_peer(runs_by_dataset, by):
@@ -152,7 +152,8 @@ def headline_name(sets, by, default_model):
     whatever their budget.
     """
     for name in sorted(sets, key=lambda n: (n != default_model, n)):
-        if _protocol(sets[name]) and _covers_peer(sets[name], by):
+        if _protocol(r for runs in sets[name].values() for r in runs) and _covers_peer(
+                sets[name], by):
             return name
     return default_model
 
@@ -166,13 +167,12 @@ def _complete(compared, headline):
 
 def default_model_section(records, default_model):
     """The estimators' default model against LightGBM, dataset by dataset."""
-    by = collections.defaultdict(list)
+    by = collections.defaultdict(list)  # LightGBM's and the alternative's runs
     for r in ok_accuracy(records):
-        if r["model"] in (default_model, ALTERNATIVE) and r.get("backend") != "jax":
+        if r["model"] == ALTERNATIVE and r.get("backend") != "jax":
             continue  # one backend's runs (JAX, the CLI's default), not a mixture
-        if r.get("tag"):
-            continue  # tagged runs are the default model's other run sets (below)
-        by[(r["dataset"], r["model"])].append(r)
+        if r["model"] in (PEER, ALTERNATIVE) and not r.get("tag"):
+            by[(r["dataset"], r["model"])].append(r)
     sets = _run_sets(records, default_model)
     name = headline_name(sets, by, default_model)
     datasets = sorted(d for d in sets.get(name, {}) if (d, PEER) in by)
@@ -187,7 +187,7 @@ def default_model_section(records, default_model):
     columns = [n for n in others if _complete(alike[n], headline)]
     runs = [r for compared in headline.values() for r in compared[0]]
     alternative_runs = [r for d in headline for r in by[(d, ALTERNATIVE)]]
-    if _protocol({None: runs}):
+    if _protocol(runs):
         budgets = ("Both trained until early stopping on the validation split, with no time "
                    "limit: the harness's protocol, and what the estimators do by default "
                    "(`time_limit=None`; `tabattn fit` sets a `--time-limit` by default, so "
