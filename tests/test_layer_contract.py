@@ -14,6 +14,7 @@ import cases_channel
 import cases_classic
 import cases_column
 import cases_embeddings
+import cases_ensemble
 import cases_mixing
 import cases_row
 import cases_tabular
@@ -30,6 +31,7 @@ BACKEND = keras.backend.backend()
 CASES = [
     *cases_classic.CASES,
     *cases_embeddings.CASES,
+    *cases_ensemble.CASES,
     *cases_row.CASES,
     *cases_column.CASES,
     *cases_tabular.CASES,

@@ -2,6 +2,7 @@
 
 - ``classic``: dot-product, multi-head, relative-position, Bahdanau and Luong attention.
 - ``embeddings``: feature tokenizers that turn table columns into tokens.
+- ``ensemble``: BatchEnsemble layers (one network holding ``k`` ensemble members).
 - ``row``: attention across rows (samples), including retrieval over stored rows.
 - ``column``: attention and selection across columns (features).
 - ``tabular``: inter-feature plus inter-sample attention blocks.
@@ -33,17 +34,21 @@ from tabattn.layers.embeddings import (
     PiecewiseLinearEncoding,
     compute_bins,
 )
+from tabattn.layers.ensemble import BatchEnsembleDense, EnsembleDense, EnsembleView
 from tabattn.layers.mixing import SparseAttentionWeighting
 from tabattn.layers.row import IntersampleAttention, RetrievalAttention, RowAttention
 from tabattn.layers.tabular import TabularAttention
 
 __all__ = [
     "BahdanauAttention",
+    "BatchEnsembleDense",
     "CLSToken",
     "ChannelAttention",
     "ColumnAttention",
     "ConvChannelAttention",
     "DotProductAttention",
+    "EnsembleDense",
+    "EnsembleView",
     "FeatureTokenizer",
     "GatedResidualNetwork",
     "IntersampleAttention",

@@ -1,6 +1,7 @@
 """Models built from tabattn layers."""
 
 from tabattn.models.ft_transformer import FTTransformer, FTTransformerBlock
+from tabattn.models.tabm import TabM
 from tabattn.models.tabr import TabR
 
-__all__ = ["FTTransformer", "FTTransformerBlock", "TabR"]
+__all__ = ["FTTransformer", "FTTransformerBlock", "TabM", "TabR"]
