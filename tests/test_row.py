@@ -340,6 +340,67 @@ def test_retrieval_with_fewer_context_rows_than_neighbors(rng):
     assert np.allclose(scores[:, -1], 0.0)  # the row itself comes last, with weight 0
 
 
+@pytest.mark.parametrize("query_index", [None, np.array([3, -1, 40, 99, 0, 7], "int32")])
+def test_chunked_search_finds_what_one_pass_finds(rng, query_index):
+    queries = rng.normal(size=(6, 5)).astype("float32")
+    context = rng.normal(size=(100, 5)).astype("float32")
+    labels = rng.integers(0, 3, size=100).astype("int32")
+    whole = RetrievalAttention(num_neighbors=7, num_classes=3)
+    chunked = RetrievalAttention(num_neighbors=7, num_classes=3, search_chunk_size=16)
+    outputs, scores = whole(queries, context, labels, query_index=query_index,
+                            return_attention_scores=True)
+    chunked(queries, context, labels)  # build, then share the weights
+    chunked.set_weights(whole.get_weights())
+    got, got_scores = chunked(queries, context, labels, query_index=query_index,
+                              return_attention_scores=True)
+    np.testing.assert_allclose(_np(got), _np(outputs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_np(got_scores), _np(scores), rtol=1e-5, atol=1e-6)
+    found, _ = chunked.search(queries, context, query_index)
+    expected = reference_retrieval(whole, queries, context, labels, query_index)[2]
+    np.testing.assert_array_equal(np.sort(_np(found), 1), np.sort(expected, 1))
+
+
+def test_candidates_bound_the_training_search(rng):
+    context = rng.normal(size=(500, 4)).astype("float32")
+    labels = rng.integers(0, 2, size=500).astype("int32")
+    queries = context[:8]
+    layer = RetrievalAttention(num_neighbors=5, num_classes=2, num_candidates=50, seed=3)
+    candidates = _np(layer.sample_candidates(500))
+    assert candidates.shape == (50,) and candidates.min() >= 0 and candidates.max() < 500
+    assert layer.sample_candidates(50) is None and layer.sample_candidates(None) is None
+    # Searching a sample: the neighbours are sample rows, mapped back through the sample.
+    neighbors, valid = layer.search(queries, context[candidates], np.arange(8),
+                                    context_index=candidates)
+    found = candidates[_np(neighbors)]
+    distances = ((queries[:, None] - context[candidates][None]) ** 2).sum(-1)
+    distances[candidates[None, :] == np.arange(8)[:, None]] = np.inf  # never itself
+    np.testing.assert_array_equal(found[:, 0], candidates[np.argmin(distances, axis=1)])
+    assert _np(valid)[:, 0].all() and (found != np.arange(8)[:, None])[_np(valid)].all()
+    # Inference searches every stored row: candidates change nothing there.
+    full = RetrievalAttention(num_neighbors=5, num_classes=2)
+    full(queries, context, labels)
+    layer(queries, context, labels)
+    full.set_weights(layer.get_weights())
+    np.testing.assert_allclose(_np(layer(queries, context, labels)),
+                               _np(full(queries, context, labels)), rtol=1e-5, atol=1e-6)
+    assert np.isfinite(_np(layer(queries, context, labels, training=True))).all()
+
+
+def test_a_row_drawn_twice_counts_once(rng):
+    layer = RetrievalAttention(num_neighbors=4, num_classes=2)
+    context = rng.normal(size=(6, 3)).astype("float32")
+    sample = np.array([2, 2, 5, 1, 2], "int32")  # row 2 three times
+    neighbors, valid = layer.search(context[2:3] + 1e-3, context[sample], None,
+                                    context_index=sample)
+    found = sample[_np(neighbors)[0]]
+    assert list(found[:3]) == [2, 2, 2] and list(_np(valid)[0][:3]) == [True, False, False]
+    # The query's own row is excluded through the sample's indices too.
+    neighbors, valid = layer.search(context[2:3], context[sample], np.array([2], "int32"),
+                                    context_index=sample)
+    found = sample[_np(neighbors)[0]]
+    np.testing.assert_array_equal(_np(valid)[0], found != 2)
+
+
 def test_retrieval_gradients_reach_queries_and_context_keys(rng):
     layer = RetrievalAttention(num_neighbors=3, num_classes=2)
     queries = keras.Variable(rng.normal(size=(4, 3)).astype("float32"))
@@ -381,6 +442,8 @@ def _gradients(loss_fn, variables):
         ({"hidden_dim": -1}, "hidden_dim"),
         ({"dropout": 1.0}, "dropout"),
         ({"value_dropout": -0.1}, "value_dropout"),
+        ({"num_candidates": 0}, "num_candidates"),
+        ({"search_chunk_size": 2.5}, "search_chunk_size"),
     ],
 )
 def test_retrieval_invalid_arguments(kwargs, message):

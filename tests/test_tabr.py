@@ -60,10 +60,15 @@ def test_predictions_do_not_depend_on_the_batch(rng):
         np.testing.assert_allclose(part, full[:size], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("context_refresh", ["epoch", "step"])
-def test_fit_learns_from_neighbours_and_updates_every_weight(rng, context_refresh):
+@pytest.mark.parametrize(
+    "context_refresh, options",
+    [("epoch", {}), ("step", {}), ("rolling", {"refresh_rows": 50}),
+     ("step", {"num_candidates": 100})],
+)
+def test_fit_learns_from_neighbours_and_updates_every_weight(rng, context_refresh, options):
     inputs, labels = _clusters(rng)
-    model = _model(context_refresh=context_refresh, context_dropout=0.0, dropout0=0.0)
+    model = _model(context_refresh=context_refresh, context_dropout=0.0, dropout0=0.0,
+                   **options)
     model.set_context(inputs, labels)
     before = [_np(w).copy() for w in model.trainable_weights]
     model.compile(optimizer=model.make_optimizer(learning_rate=3e-3),
@@ -76,7 +81,7 @@ def test_fit_learns_from_neighbours_and_updates_every_weight(rng, context_refres
     # which cancels in every distance and difference: it gets no gradient (as in the paper).
     unchanged = [w.path for w, b in zip(model.trainable_weights, before)
                  if np.allclose(_np(w), b)
-                 and not (context_refresh == "step" and w.path.endswith("key/bias"))]
+                 and not (context_refresh != "epoch" and w.path.endswith("key/bias"))]
     assert not unchanged, f"weights without gradient: {unchanged}"
     # Keys were refreshed after training: they match the final weights.
     _, keys = model._encode(inputs["numeric"], inputs["categorical"], training=False)
@@ -134,15 +139,22 @@ def _weight_gradients(model, inputs):
     return [v.value.grad.cpu().numpy() for v in model.trainable_variables]
 
 
-@pytest.mark.parametrize("numeric_embedding", [None, "piecewise"])
-def test_step_search_has_the_gradient_of_full_backpropagation(rng, numeric_embedding):
-    # Re-encoding only the neighbours must give the gradient of encoding every stored row.
+@pytest.mark.parametrize(
+    "numeric_embedding, context_refresh",
+    [(None, "step"), ("piecewise", "step"), (None, "rolling"), ("periodic", "rolling")],
+)
+def test_search_has_the_gradient_of_full_backpropagation(rng, numeric_embedding,
+                                                         context_refresh):
+    # Re-encoding only the neighbours must give the gradient of encoding every stored row
+    # (under "rolling", with the stored keys and periodic features fresh as set_context
+    # leaves them).
     inputs, labels = _clusters(rng, 80)
-    bins = [np.linspace(-8, 8, 6)] * 3 if numeric_embedding else None
+    bins = [np.linspace(-8, 8, 6)] * 3 if numeric_embedding == "piecewise" else None
     config = dict(n_num_features=3, categorical_cardinalities=(3, 3), num_classes=2, d_main=8,
                   num_neighbors=5, encoder_n_blocks=1, context_dropout=0.0, dropout0=0.0,
                   numeric_embedding=numeric_embedding, bins=bins)
-    fast, full = TabR(**config), _FullBackprop(**config)
+    fast = TabR(**config, context_refresh=context_refresh, refresh_rows=16)
+    full = _FullBackprop(**config)
     fast.set_context(inputs, labels)
     full.set_context(inputs, labels)
     full.set_weights(fast.get_weights())
@@ -153,6 +165,49 @@ def test_step_search_has_the_gradient_of_full_backpropagation(rng, numeric_embed
     for w, got, want in pairs:
         assert w.path.endswith("key/bias") or np.abs(want).sum() > 0, w.path
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_rolling_refresh_re_encodes_the_next_stored_rows(rng):
+    inputs, labels = _clusters(rng, 50)
+    model = _model(context_refresh="rolling", refresh_rows=20, numeric_embedding="periodic")
+    model.set_context(inputs, labels)
+    stale = np.zeros_like(_np(model.context_keys))
+    model.context_keys.assign(stale)  # as if the weights had moved since
+    batch = dict({k: v[:8] for k, v in inputs.items()}, row_index=np.arange(8, dtype="int32"))
+    _, fresh = model._encode(inputs["numeric"], inputs["categorical"], training=False)
+    fresh = _np(fresh)
+    for step, rows in enumerate([slice(0, 20), slice(20, 40), slice(30, 50), slice(0, 20)]):
+        model.context_keys.assign(stale)
+        model(batch, training=True)
+        keys = _np(model.context_keys)
+        np.testing.assert_allclose(keys[rows], fresh[rows], rtol=1e-5, atol=1e-6)
+        untouched = np.ones(50, bool)
+        untouched[rows] = False
+        assert (keys[untouched] == 0).all(), step
+    assert int(_np(model.refresh_offset)) == 20
+
+
+def test_max_context_rows_stores_a_sample(rng, tmp_path):
+    inputs, labels = _clusters(rng, 120)
+    model = _model(max_context_rows=50, context_refresh="rolling")
+    kept = model.set_context(inputs, labels, seed=0)
+    assert model.context_rows == 50 and len(kept) == 50 and (np.diff(kept) > 0).all()
+    np.testing.assert_array_equal(_np(model.context_labels), labels[kept])
+    np.testing.assert_array_equal(_np(model.context_numeric), inputs["numeric"][kept])
+    np.testing.assert_array_equal(kept, _model(max_context_rows=50).set_context(
+        inputs, labels, seed=0))
+    row_index = np.full(120, -1, "int32")
+    row_index[kept] = np.arange(50)
+    model.compile(optimizer=model.make_optimizer(),
+                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    model.fit(dict(inputs, row_index=row_index), labels[:, None].astype("float32"), epochs=1,
+              batch_size=32, verbose=0)
+    path = str(tmp_path / "tabr.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.context_rows == 50 and loaded.max_context_rows == 50
+    np.testing.assert_allclose(loaded.predict(inputs, verbose=0),
+                               model.predict(inputs, verbose=0), rtol=1e-6, atol=1e-7)
 
 
 def test_regression_context(rng):
@@ -183,6 +238,9 @@ def test_neighbors_are_the_nearest_stored_rows(rng):
         ({"encoder_n_blocks": -1}, "encoder_n_blocks"),
         ({"numeric_embedding": "linear"}, "numeric_embedding"),
         ({"context_refresh": "never"}, "context_refresh"),
+        ({"num_candidates": 0}, "num_candidates"),
+        ({"max_context_rows": -5}, "max_context_rows"),
+        ({"refresh_rows": 0}, "refresh_rows"),
         ({"mixer_normalization": "yes"}, "mixer_normalization"),
         ({"numeric_embedding": "piecewise"}, "bins"),
         ({"bins": [[0.0, 1.0]] * 3}, "bins"),

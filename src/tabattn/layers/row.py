@@ -5,6 +5,7 @@ __all__ = ["IntersampleAttention", "RetrievalAttention", "RowAttention"]
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from tabattn.layers import _checks
@@ -358,6 +359,14 @@ class RetrievalAttention(keras.layers.Layer):
     label): pass ``query_index``, the position of each query row in the context, and that
     position is excluded (use -1 for rows that are not in the context).
 
+    **Large contexts.** With ``num_candidates``, each training call searches only that many
+    context rows, drawn uniformly at random (with replacement; a row drawn twice counts
+    once) and shared by the batch: ModernNCA's "stochastic neighbourhood sampling", which
+    bounds the cost of a training step whatever the size of the context. Inference always
+    searches every context row, ``search_chunk_size`` rows at a time, keeping the
+    ``num_neighbors`` best of each chunk: memory grows with ``batch_size *
+    search_chunk_size``, not with the whole context.
+
     Args:
         num_neighbors: how many context rows each row attends to (TabR's ``context_size``;
             paper default 96). If the context has fewer rows, all of them are used.
@@ -369,6 +378,12 @@ class RetrievalAttention(keras.layers.Layer):
         dropout: rate of dropout on the attention probabilities, in [0, 1). Default 0.
         value_dropout: rate of dropout on ``T``'s hidden units, in [0, 1) (one mask per
             row, see above). Default 0.
+        num_candidates: in training, how many randomly drawn context rows each call
+            searches (see above); ``None`` (default) or a number at least the context's
+            size: all of them.
+        search_chunk_size: context rows compared with the queries at a time, a positive
+            integer. Default 16384.
+        seed: seed of the candidates' draws (an int, or ``None`` for Keras's global seed).
         **kwargs: standard ``keras.layers.Layer`` arguments.
 
     Call arguments:
@@ -390,8 +405,8 @@ class RetrievalAttention(keras.layers.Layer):
         the neighbours, nearest first, summing to 1 (an excluded row gets weight 0).
 
     Raises:
-        ValueError: if ``num_neighbors``, ``num_classes`` or ``hidden_dim`` is not a positive
-            integer, a dropout rate is outside [0, 1), ``query_keys``/``context_keys`` are not
+        ValueError: if ``num_neighbors``, ``num_classes``, ``hidden_dim``,
+            ``num_candidates`` or ``search_chunk_size`` is not a positive integer, a dropout rate is outside [0, 1), ``query_keys``/``context_keys`` are not
             of rank 2 with the same known last axis, ``context_labels`` is not of rank 1 (or
             rank 2 with one column) or has another length than ``context_keys``, or
             ``query_index`` is not of rank 1.
@@ -414,7 +429,9 @@ class RetrievalAttention(keras.layers.Layer):
     Reference:
         Gorishniy, Rubachev, Kartashev, Shlenskii, Kotelnikov & Babenko, "TabR: Tabular Deep
         Learning Meets Nearest Neighbors", ICLR 2024, §3.2 (the retrieval module: L2
-        similarity, label embedding and the ``T(k - k_i)`` value term).
+        similarity, label embedding and the ``T(k - k_i)`` value term). Candidate sampling:
+        Ye, Yin, Zhan & Chao, "Revisiting Nearest Neighbor for Tabular Data: A Deep
+        Tabular Baseline Two Decades Later" (ModernNCA), ICLR 2025, §4.2.
     """
 
     def __init__(
@@ -424,6 +441,9 @@ class RetrievalAttention(keras.layers.Layer):
         hidden_dim=None,
         dropout=0.0,
         value_dropout=0.0,
+        num_candidates=None,
+        search_chunk_size=16384,
+        seed=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -432,6 +452,12 @@ class RetrievalAttention(keras.layers.Layer):
         self.hidden_dim = _checks.positive_int("hidden_dim", hidden_dim, allow_none=True)
         self.dropout = _checks.rate("dropout", dropout)
         self.value_dropout = _checks.rate("value_dropout", value_dropout)
+        self.num_candidates = _checks.positive_int(
+            "num_candidates", num_candidates, allow_none=True
+        )
+        self.search_chunk_size = _checks.positive_int("search_chunk_size", search_chunk_size)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, query_keys_shape, context_keys_shape, context_labels_shape,
               query_index_shape=None):
@@ -500,50 +526,123 @@ class RetrievalAttention(keras.layers.Layer):
         training=None,
         return_attention_scores=False,
     ):
-        neighbors, valid = self.search(query_keys, context_keys, query_index)
+        context_labels = ops.reshape(context_labels, (-1,))
+        candidates = self.sample_candidates(context_keys.shape[0]) if training else None
+        if candidates is not None:
+            context_keys = ops.take(context_keys, candidates, axis=0)
+            context_labels = ops.take(context_labels, candidates, axis=0)
+        neighbors, valid = self.search(query_keys, context_keys, query_index, candidates)
         neighbor_keys = ops.take(ops.cast(context_keys, "float32"), neighbors, axis=0)
-        neighbor_labels = ops.take(ops.reshape(context_labels, (-1,)), neighbors, axis=0)
+        neighbor_labels = ops.take(context_labels, neighbors, axis=0)
+        projections = None
+        n_context, batch = context_keys.shape[0], query_keys.shape[0]
+        if n_context is not None and batch is not None and (
+            n_context < batch * neighbors.shape[1]
+        ):
+            # Fewer context rows than (row, neighbour) pairs: project the context first.
+            projections = ops.take(self.project(context_keys), neighbors, axis=0)
         return self.attend(
             query_keys, neighbor_keys, neighbor_labels, valid, training=training,
-            return_attention_scores=return_attention_scores,
+            return_attention_scores=return_attention_scores, neighbor_projections=projections,
         )
 
-    def search(self, query_keys, context_keys, query_index=None):
+    def sample_candidates(self, n_context):
+        """Indices of the context rows a training call searches, or ``None`` for all.
+
+        ``None`` unless ``num_candidates`` is set and below ``n_context`` (a static size);
+        else int32 ``(num_candidates,)`` drawn uniformly with replacement.
+        """
+        if self.num_candidates is None or n_context is None or (
+            self.num_candidates >= n_context
+        ):
+            return None
+        return keras.random.randint(
+            (self.num_candidates,), 0, n_context, dtype="int32", seed=self.seed_generator
+        )
+
+    def search(self, query_keys, context_keys, query_index=None, context_index=None):
         """The nearest context rows of each query (exact search, no gradient).
+
+        The context is compared ``search_chunk_size`` rows at a time; each chunk's
+        ``num_neighbors`` best are merged with the best so far.
 
         Args:
             query_keys: float ``(batch_size, d)``.
             context_keys: float ``(n_context, d)``.
             query_index: optional int ``(batch_size,)``, as in ``call``.
+            context_index: optional int ``(n_context,)``: the index, in the full context, of
+                each row of ``context_keys`` when they are a sample of it (rows may repeat).
+                ``query_index`` is compared with these, and a row found twice counts once.
 
         Returns:
-            ``(neighbors, valid)``: int32 ``(batch_size, k)`` context indices, nearest
-            first, and a boolean ``(batch_size, k)`` mask that is ``False`` where a neighbour
-            is the query row itself (only possible when the context has at most ``k`` rows),
-            or ``None`` without ``query_index``.
+            ``(neighbors, valid)``: int32 ``(batch_size, k)`` positions in ``context_keys``,
+            nearest first, and a boolean ``(batch_size, k)`` mask that is ``False`` where a
+            neighbour is the query row itself (only possible when the context has at most
+            ``k`` rows) or repeats an earlier neighbour; ``None`` without ``query_index``
+            and ``context_index``.
         """
         search_q = ops.stop_gradient(ops.cast(query_keys, "float32"))
         search_c = ops.stop_gradient(ops.cast(context_keys, "float32"))
-        n_context = ops.shape(search_c)[0]
-        # ||q||^2 - 2 q.c + ||c||^2 for every pair, then top-k.
-        distances = (
-            ops.sum(search_q * search_q, axis=-1, keepdims=True)
-            - 2.0 * ops.matmul(search_q, ops.transpose(search_c))
-            + ops.sum(search_c * search_c, axis=-1)[None, :]
-        )
+        n_context = search_c.shape[0]
         if query_index is not None:
             query_index = ops.cast(query_index, "int32")
-            itself = ops.equal(query_index[:, None], ops.arange(n_context, dtype="int32")[None])
-            distances = ops.where(itself, 3e38, distances)
-        _, neighbors = ops.top_k(-distances, k=self._k(search_c.shape[0]))
-        neighbors = ops.cast(neighbors, "int32")
+        if context_index is not None:
+            context_index = ops.cast(context_index, "int32")
+        k = self._k(n_context)
+        query_norms = ops.sum(search_q * search_q, axis=-1, keepdims=True)
+        chunk = self.search_chunk_size
+        starts = [0] if n_context is None or n_context <= chunk else range(0, n_context, chunk)
+        best_scores = neighbors = None
+        for start in starts:
+            part = search_c if len(starts) == 1 else search_c[start : start + chunk]
+            # -(||q||^2 - 2 q.c + ||c||^2): higher is nearer.
+            scores = 2.0 * ops.matmul(search_q, ops.transpose(part)) - query_norms - ops.sum(
+                part * part, axis=-1
+            )[None, :]
+            if query_index is not None:
+                if context_index is not None:
+                    positions = context_index if len(starts) == 1 else (
+                        context_index[start : start + chunk]
+                    )
+                else:
+                    positions = ops.arange(start, start + ops.shape(part)[0], dtype="int32")
+                itself = ops.equal(query_index[:, None], positions[None, :])
+                scores = ops.where(itself, -3e38, scores)
+            chunk_scores, chunk_neighbors = ops.top_k(scores, k=min(k, part.shape[0] or k))
+            chunk_neighbors = ops.cast(chunk_neighbors, "int32") + start
+            if neighbors is None:
+                best_scores, neighbors = chunk_scores, chunk_neighbors
+            else:
+                merged = ops.concatenate([best_scores, chunk_scores], axis=1)
+                merged_neighbors = ops.concatenate([neighbors, chunk_neighbors], axis=1)
+                best_scores, order = ops.top_k(merged, k=k)
+                neighbors = ops.take_along_axis(merged_neighbors, order, axis=1)
         valid = None
-        if query_index is not None:
+        if context_index is not None:
+            found = ops.take(context_index, neighbors, axis=0)
+            # A row drawn twice is found twice, side by side or nearly: keep its first.
+            repeats = ops.logical_and(
+                ops.equal(found[:, :, None], found[:, None, :]),
+                ops.convert_to_tensor(np.tril(np.ones((k, k), bool), -1)),
+            )
+            valid = ops.logical_not(ops.any(repeats, axis=-1))
+            if query_index is not None:
+                valid = ops.logical_and(valid, ops.not_equal(found, query_index[:, None]))
+        elif query_index is not None:
             valid = ops.not_equal(neighbors, query_index[:, None])
         return neighbors, valid
 
+    def project(self, keys):
+        """``T``'s first linear map without its bias, ``keys @ W1``: ``(..., d) -> (..., h)``.
+
+        ``T``'s first layer is affine, so ``W1 (q - c_i) + b1 = (W1 q + b1) - W1 c_i``: the
+        context's projections can be computed once per context row and gathered for each
+        neighbour (see ``attend``), instead of once per (row, neighbour) pair.
+        """
+        return ops.matmul(ops.cast(keys, self.compute_dtype), self.value_hidden.kernel)
+
     def attend(self, query_keys, neighbor_keys, neighbor_labels, valid=None, training=None,
-               return_attention_scores=False):
+               return_attention_scores=False, neighbor_projections=None):
         """Mix the neighbours found by ``search`` (the layer must be built).
 
         Args:
@@ -553,6 +652,8 @@ class RetrievalAttention(keras.layers.Layer):
             neighbor_labels: ``(batch_size, k)`` labels (float, or class indices).
             valid: optional boolean ``(batch_size, k)``; ``False`` entries get weight 0.
             training, return_attention_scores: as in ``call``.
+            neighbor_projections: optional ``(batch_size, k, h)``: ``project`` of the
+                neighbours' keys, when it was computed on the context before gathering.
 
         Returns:
             As ``call``.
@@ -567,13 +668,13 @@ class RetrievalAttention(keras.layers.Layer):
             )
         else:
             label_values = self.label_embedding(ops.cast(neighbor_labels, "int32"))
-        batch, k = ops.shape(difference)[0], ops.shape(difference)[1]
-        # T's first layer on a 2-D (batch * k, d) matrix: on XLA's CPU backend its gradient
-        # was 1.6x faster than on the 3-D tensor.
-        hidden = self.value_hidden(
-            ops.reshape(ops.cast(difference, self.compute_dtype), (-1, self.key_dim))
+        if neighbor_projections is None:
+            neighbor_projections = self.project(neighbor_keys)
+        # T's first layer, W1 (q - c_i) + b1, as (W1 q + b1) - W1 c_i (see ``project``).
+        query_projection = self.project(query_keys) + self.value_hidden.bias
+        hidden = ops.relu(
+            query_projection[:, None, :] - ops.cast(neighbor_projections, self.compute_dtype)
         )
-        hidden = ops.reshape(hidden, (batch, k, -1))
         probs = self.dropout_layer(ops.cast(scores, self.compute_dtype), training=training)
         # T's last layer is linear without bias, so sum_i p_i T_2(h_i) = T_2(sum_i p_i h_i):
         # mixing first runs it once per row instead of once per neighbour (same result).
@@ -616,5 +717,8 @@ class RetrievalAttention(keras.layers.Layer):
             hidden_dim=self.hidden_dim,
             dropout=self.dropout,
             value_dropout=self.value_dropout,
+            num_candidates=self.num_candidates,
+            search_chunk_size=self.search_chunk_size,
+            seed=self.seed,
         )
         return config

@@ -14,7 +14,7 @@ from tabattn.layers.embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from tabattn.layers.row import RetrievalAttention
 from tabattn.models._optim import adamw_without_decay_on
 
-_REFRESH_MODES = ("epoch", "step")
+_REFRESH_MODES = ("epoch", "rolling", "step")
 # Categorical columns with at most this many codes are embedded by a one-hot matmul (faster
 # than a gather on CPU for small tables); larger ones by a gather.
 _ONE_HOT_MAX_CATEGORIES = 64
@@ -108,12 +108,31 @@ class TabR(keras.Model):
     neighbours (a forward pass, no gradient), then re-encodes only the neighbours found, so
     that gradients reach the encoder through their keys. This is the paper's
     "memory-efficient" mode: the same gradient as back-propagating through all stored rows
-    (tested), at less cost when ``batch_size * num_neighbors`` is below the number of stored
-    rows. With ``context_refresh="epoch"`` the stored keys are recomputed only before each
-    epoch and receive no gradient: cheaper (California housing: 100 against 120 ms per step
-    of 256 rows on one CPU core), but the keys go stale within the epoch, and on California
+    (tested), but each step still encodes the whole context, so an epoch costs (rows /
+    batch size) × stored rows. ``context_refresh="rolling"`` keeps that gradient at a cost
+    that does not grow with the context: each step re-encodes only the next
+    ``refresh_rows`` stored rows (cycling through them, so a stored key is at most
+    ``context_rows / refresh_rows`` steps old), searches the stored keys, and re-encodes the
+    neighbours found with gradients. The neighbours' periodic numeric embeddings start from
+    sines and cosines stored with the keys, with their first-order dependence on the
+    frequencies, so no sine or cosine is computed for them: with fresh stored rows the
+    gradient is again the paper's (tested); computing them took about half of a step.
+    BENCHMARKS.md ("Models") gives the training throughput of both modes. With
+    ``context_refresh="epoch"`` the stored keys are
+    recomputed only before each epoch and receive no gradient: cheaper, but on California
     housing (seed 0, 240 s on one core) the test RMSE was 0.455 against 0.416 with
-    ``"step"``. Predictions for rows that are themselves in the context (e.g. the training
+    ``"step"``. ``num_candidates`` instead searches, at each step, only that many stored rows
+    drawn at random (ModernNCA's sampling; see ``RetrievalAttention``): cheapest, but the
+    neighbours seen in training are then farther than those found at prediction (Adult,
+    seed 0, the estimators' previous TabR: accuracy 0.859 with 1,024 candidates, 0.872
+    searching all 26,048 training rows).
+
+    **Large tables.** ``max_context_rows`` stores a uniform random sample of at most that
+    many training rows (``set_context`` returns which); the other training rows still train
+    the model as queries. Prediction searches the stored rows in chunks
+    (``RetrievalAttention``'s ``search_chunk_size``), so its memory does not grow with them.
+
+    Predictions for rows that are themselves in the context (e.g. the training
     rows) retrieve those rows too, unless ``"row_index"`` is passed: scores on the training
     set are optimistic. Categorical features enter through a learned table per category,
     which equals the paper's one-hot input followed by its first linear layer. Call
@@ -147,7 +166,12 @@ class TabR(keras.Model):
         embedding_dim: output size per numeric feature of the periodic embedding.
         n_frequencies: frequencies per numeric feature of the periodic embedding.
         frequency_init_scale: initialisation scale sigma of the frequencies.
-        context_refresh: ``"step"`` (default) or ``"epoch"``; see above.
+        context_refresh: ``"step"`` (default), ``"rolling"`` or ``"epoch"``; see above.
+        num_candidates: stored rows searched per training step, drawn at random (``None``,
+            default: all); see above.
+        max_context_rows: most rows ``set_context`` stores (``None``, default: all).
+        refresh_rows: stored rows re-encoded per step under ``context_refresh="rolling"``
+            (default 2048).
         context_rows: number of stored rows; set by ``set_context`` (a saved model records
             it), rarely given by hand.
         **kwargs: passed to ``keras.Model`` (e.g. ``name``).
@@ -174,7 +198,7 @@ class TabR(keras.Model):
     ...              d_main=16, num_neighbors=4)
     >>> rows = {"numeric": np.random.rand(50, 3).astype("float32"),
     ...         "categorical": np.random.randint(0, 5, (50, 1)).astype("int32")}
-    >>> model.set_context(rows, np.random.randint(0, 2, 50))
+    >>> stored = model.set_context(rows, np.random.randint(0, 2, 50))  # which rows: all 50
     >>> tuple(model({k: v[:5] for k, v in rows.items()}).shape)
     (5, 1)
 
@@ -207,6 +231,9 @@ class TabR(keras.Model):
         n_frequencies=48,
         frequency_init_scale=0.01,
         context_refresh="step",
+        num_candidates=None,
+        max_context_rows=None,
+        refresh_rows=2048,
         context_rows=None,
         **kwargs,
     ):
@@ -259,6 +286,13 @@ class TabR(keras.Model):
             "frequency_init_scale", frequency_init_scale
         )
         self.context_refresh = _checks.one_of("context_refresh", context_refresh, _REFRESH_MODES)
+        self.num_candidates = _checks.positive_int(
+            "num_candidates", num_candidates, allow_none=True
+        )
+        self.max_context_rows = _checks.positive_int(
+            "max_context_rows", max_context_rows, allow_none=True
+        )
+        self.refresh_rows = _checks.positive_int("refresh_rows", refresh_rows)
         self.context_rows = _checks.positive_int("context_rows", context_rows, allow_none=True)
 
         # === Layers ===
@@ -305,7 +339,8 @@ class TabR(keras.Model):
         )
         self.retrieval = RetrievalAttention(
             num_neighbors=self.num_neighbors, num_classes=self.num_classes, hidden_dim=d_block,
-            dropout=self.context_dropout, value_dropout=self.dropout0, name="retrieval",
+            dropout=self.context_dropout, value_dropout=self.dropout0,
+            num_candidates=self.num_candidates, name="retrieval",
         )
         self.predictor_blocks = [
             _Block(self.d_main, d_block, self.dropout0, self.dropout1, prenorm=True,
@@ -386,17 +421,37 @@ class TabR(keras.Model):
             name="context_keys", shape=(n, d), initializer="zeros", trainable=False,
             dtype="float32",
         )
+        # The stored rows' sines and cosines of the periodic embedding, refreshed with their
+        # keys (read by "rolling" for the neighbours).
+        width = 2 * self.n_frequencies * self.n_num_features if self.periodic is not None else 0
+        self.context_periodic = self.add_weight(
+            name="context_periodic", shape=(n, width), initializer="zeros", trainable=False,
+            dtype="float32",
+        )
+        self.refresh_offset = self.add_weight(
+            name="refresh_offset", shape=(), initializer="zeros", trainable=False,
+            dtype="int32",
+        )
         self.built = True
 
     # --- the context -------------------------------------------------------------------------
-    def set_context(self, inputs, labels):
+    def set_context(self, inputs, labels, seed=None):
         """Store the rows to retrieve from (normally the training rows) and their labels.
+
+        With ``max_context_rows`` set and more rows given, a uniform random sample of
+        ``max_context_rows`` of them (drawn with ``seed``) is stored, in their order.
 
         Args:
             inputs: dict like the call's (NumPy arrays; ``"row_index"`` is ignored).
             labels: ``(n_rows,)`` or ``(n_rows, 1)``: floats for regression (in the units
                 the model is trained on, e.g. standardised), class indices ``0..n-1`` for
                 classification.
+            seed: seed of the sample (int or ``None``).
+
+        Returns:
+            int64 ``(context_rows,)``: the positions in ``inputs`` of the stored rows, in
+            context order (so a training row's ``"row_index"`` is its position here, and -1
+            for rows not stored).
 
         Raises:
             ValueError: if the arrays do not have the model's columns, lengths differ,
@@ -426,6 +481,12 @@ class TabR(keras.Model):
                     f"Received values in [{labels.min()}, {labels.max()}]"
                 )
             labels = labels.astype("int32")
+        kept = np.arange(n)
+        if self.max_context_rows is not None and n > self.max_context_rows:
+            rng = np.random.default_rng(seed)
+            kept = np.sort(rng.choice(n, self.max_context_rows, replace=False))
+            numeric, categorical, labels = numeric[kept], categorical[kept], labels[kept]
+            n = len(kept)
         if self.context_rows is None:
             self.context_rows = n
         elif n != self.context_rows:
@@ -438,6 +499,7 @@ class TabR(keras.Model):
         self.context_categorical.assign(categorical)
         self.context_labels.assign(labels)
         self.refresh_context_keys()
+        return kept
 
     def _context_arrays(self, inputs):
         if not isinstance(inputs, dict):
@@ -484,22 +546,55 @@ class TabR(keras.Model):
         """Recompute the keys of the stored rows with the current weights (inference mode)."""
         numeric = ops.convert_to_tensor(self.context_numeric)
         categorical = ops.convert_to_tensor(self.context_categorical)
-        keys = []
+        keys, periodic = [], []
         for start in range(0, self.context_rows, batch_size):
             stop = start + batch_size
             _, k = self._encode(numeric[start:stop], categorical[start:stop], training=False)
             keys.append(ops.convert_to_numpy(k))
+            if self.periodic is not None:
+                features = self._periodic_features(numeric[start:stop])
+                periodic.append(ops.convert_to_numpy(features).reshape(len(keys[-1]), -1))
         self.context_keys.assign(np.concatenate(keys, axis=0))
+        if periodic:
+            self.context_periodic.assign(np.concatenate(periodic, axis=0))
 
     # --- the forward pass --------------------------------------------------------------------
-    def _encode(self, numeric, categorical, training=None):
+    def _embed_numeric(self, numeric):
+        """The first linear layer's numeric input, ``(batch_size, d_numeric)``."""
+        numeric = ops.cast(numeric, self.compute_dtype)
+        embedding = self.periodic or self.piecewise
+        if embedding is not None:
+            numeric = ops.reshape(embedding(numeric), (-1, self._d_numeric))
+        return numeric
+
+    def _periodic_features(self, numeric):
+        """``PeriodicEmbedding``'s sines and cosines, float32 ``(batch, n_num, 2 * k)``."""
+        phase = 2.0 * math.pi * self.periodic.frequencies * ops.cast(numeric, "float32")[..., None]
+        return ops.concatenate([ops.cos(phase), ops.sin(phase)], axis=-1)
+
+    def _embed_stored_periodic(self, features, numeric):
+        """``_embed_numeric`` of rows from their stored sines and cosines ``features``.
+
+        The value is the embedding at the stored features; the gradient with respect to the
+        frequencies is that of the features at the stored point (d cos(2 pi f x) / df =
+        -2 pi x sin(2 pi f x), and so on), so with fresh features this is the embedding and
+        its gradient, without computing a sine or cosine.
+        """
+        features = ops.reshape(features, (-1, self.n_num_features, 2 * self.n_frequencies))
+        cos, sin = features[..., : self.n_frequencies], features[..., self.n_frequencies :]
+        frequencies = self.periodic.frequencies
+        shift = frequencies - ops.stop_gradient(frequencies)  # zero, with df / df = 1
+        scale = 2.0 * math.pi * ops.cast(numeric, "float32")[..., None] * shift
+        features = ops.concatenate([cos - sin * scale, sin + cos * scale], axis=-1)
+        features = ops.cast(features, self.compute_dtype)
+        outputs = ops.relu(ops.matmul(features, self.periodic.kernel) + self.periodic.bias)
+        return ops.reshape(outputs, (-1, self._d_numeric))
+
+    def _encode(self, numeric, categorical, training=None, embedded=None):
+        """``(x, key)`` of rows; ``embedded`` replaces ``_embed_numeric(numeric)``."""
         x = None
         if self.linear is not None:
-            numeric = ops.cast(numeric, self.compute_dtype)
-            embedding = self.periodic or self.piecewise
-            if embedding is not None:
-                numeric = ops.reshape(embedding(numeric), (-1, self.linear.kernel.shape[0]))
-            x = self.linear(numeric)
+            x = self.linear(self._embed_numeric(numeric) if embedded is None else embedded)
         if self.categorical_cardinalities:
             codes = ops.cast(categorical, "int32")
             # A code outside 0..cardinality is an unseen category: code 0 (as documented).
@@ -539,6 +634,8 @@ class TabR(keras.Model):
         x, k = self._encode(numeric, categorical, training=training)
         if training and self.context_refresh == "step":
             mixed = self._retrieve_with_current_keys(k, inputs.get("row_index"), training)
+        elif training and self.context_refresh == "rolling":
+            mixed = self._retrieve_rolling(k, inputs.get("row_index"), training)
         else:
             mixed = self.retrieval(
                 k, self.context_keys, self.context_labels, query_index=inputs.get("row_index"),
@@ -549,7 +646,73 @@ class TabR(keras.Model):
             x = block(x, training=training)
         return self.head(ops.relu(self.head_norm(x)))
 
+    def _retrieve_rolling(self, k, row_index, training):
+        # Refresh the keys of the next `refresh_rows` stored rows (cycling through the
+        # context), then search all stored keys: at most context_rows / refresh_rows steps old.
+        n, r = self.context_rows, min(self.refresh_rows, self.context_rows)
+        start = ops.minimum(ops.convert_to_tensor(self.refresh_offset), n - r)
+        numeric = ops.slice(
+            ops.convert_to_tensor(self.context_numeric), (start, 0), (r, self.n_num_features)
+        )
+        categorical = ops.slice(
+            ops.convert_to_tensor(self.context_categorical), (start, 0),
+            (r, len(self.categorical_cardinalities)),
+        )
+        embedded = None
+        if self.periodic is not None:
+            features = ops.stop_gradient(self._periodic_features(numeric))
+            all_periodic = ops.slice_update(
+                ops.convert_to_tensor(self.context_periodic), (start, 0),
+                ops.reshape(features, (r, -1)),
+            )
+            self.context_periodic.assign(all_periodic)
+            embedded = self._embed_stored_periodic(features, numeric)
+        _, fresh = self._encode(numeric, categorical, training=False, embedded=embedded)
+        keys = ops.slice_update(
+            ops.convert_to_tensor(self.context_keys), (start, 0),
+            ops.cast(ops.stop_gradient(fresh), "float32"),
+        )
+        self.context_keys.assign(keys)
+        following = start + r
+        self.refresh_offset.assign(ops.where(following >= n, 0, following))
+        neighbors, valid = self.retrieval.search(k, keys, row_index)
+        # The neighbours' keys again, with gradients (the paper's); their periodic embeddings
+        # start from the stored sines and cosines (see _embed_stored_periodic): computing
+        # them for every neighbour took about half of a training step.
+        flat = ops.reshape(neighbors, (-1,))
+        neighbor_numeric = ops.take(self.context_numeric, flat, axis=0)
+        if self.periodic is not None:
+            embedded = self._embed_stored_periodic(
+                ops.take(all_periodic, flat, axis=0), neighbor_numeric
+            )
+        _, neighbor_keys = self._encode(
+            neighbor_numeric, ops.take(self.context_categorical, flat, axis=0),
+            training=training, embedded=embedded,
+        )
+        neighbor_keys = ops.reshape(neighbor_keys, (-1, ops.shape(neighbors)[1], self.d_main))
+        labels = ops.take(self.context_labels, neighbors, axis=0)
+        return self.retrieval.attend(k, neighbor_keys, labels, valid, training=training)
+
     def _retrieve_with_current_keys(self, k, row_index, training):
+        candidates = self.retrieval.sample_candidates(self.context_rows)
+        if candidates is not None:
+            # A bounded sample of the stored rows: encoding it with gradients costs less than
+            # re-encoding the batch's neighbours, and gives the same gradient.
+            _, candidate_keys = self._encode(
+                ops.take(self.context_numeric, candidates, axis=0),
+                ops.take(self.context_categorical, candidates, axis=0), training=training,
+            )
+            neighbors, valid = self.retrieval.search(
+                k, candidate_keys, row_index, context_index=candidates
+            )
+            labels = ops.take(
+                self.context_labels, ops.take(candidates, neighbors, axis=0), axis=0
+            )
+            projections = ops.take(self.retrieval.project(candidate_keys), neighbors, axis=0)
+            return self.retrieval.attend(
+                k, ops.take(candidate_keys, neighbors, axis=0), labels, valid, training=training,
+                neighbor_projections=projections,
+            )
         # The search needs every stored row's key under the current weights, but no gradient:
         # a forward pass over the context. Gradients reach the encoder only through the
         # neighbours' keys, so re-encoding just those rows gives the paper's gradient at a
@@ -665,6 +828,9 @@ class TabR(keras.Model):
             n_frequencies=self.n_frequencies,
             frequency_init_scale=self.frequency_init_scale,
             context_refresh=self.context_refresh,
+            num_candidates=self.num_candidates,
+            max_context_rows=self.max_context_rows,
+            refresh_rows=self.refresh_rows,
             context_rows=self.context_rows,
         )
 
