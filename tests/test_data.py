@@ -29,6 +29,18 @@ def test_roles_inferred_and_forced(frame):
     assert pre.categorical_cardinalities == (3, 2, 3)
 
 
+def test_numeric_columns_with_two_values_are_categories():
+    frame = pd.DataFrame({"flag": [0, 1, 1, 0, np.nan], "rate": [0.5, 1.0, 1.5, 2.0, 2.5],
+                          "const": [3.0] * 5})
+    pre = TabularPreprocessor().fit(frame)
+    assert pre.categorical_columns_ == ["flag", "const"] and pre.numeric_columns_ == ["rate"]
+    codes = pre.transform(pd.DataFrame({"flag": [1, 0, np.nan, 7], "rate": [1.0] * 4,
+                                        "const": [3.0, 3.0, 3.0, 4.0]}))["categorical"]
+    np.testing.assert_array_equal(codes, [[2, 1], [1, 1], [0, 1], [0, 0]])  # 0: missing/new
+    forced = TabularPreprocessor(numeric=["flag"]).fit(frame)
+    assert forced.numeric_columns_ == ["flag", "rate"]
+
+
 def test_transform_codes_missing_flags_and_unseen(frame):
     pre = TabularPreprocessor().fit(frame)
     out = pre.transform(frame)

@@ -103,6 +103,19 @@ def _is_categorical_dtype(series):
     )
 
 
+def _is_binary(series):
+    """A numeric column with at most two distinct finite values (a flag): a category, not a
+    quantity; numeric embeddings would spend many inputs on it for nothing. A column with
+    ``inf`` stays numeric, where it is an error."""
+    values = series.dropna()
+    if values.nunique() > 2:
+        return False
+    try:
+        return bool(np.isfinite(values.to_numpy(dtype="float64")).all())
+    except (TypeError, ValueError):
+        return False
+
+
 def _category_key(value):
     """One string per category, stable across dtypes (3, 3.0 and "3" are the same key)."""
     if isinstance(value, (bool, np.bool_)):
@@ -148,6 +161,10 @@ class TabularPreprocessor:
     ``categorical_columns_``, ``categories_`` (known category keys per categorical column),
     ``missing_flag_columns_`` (numeric columns that get a missing flag) and
     ``token_columns_`` (the input column behind every model token, numeric first).
+
+    Column roles: strings, bools, pandas categories, and numeric columns with at most two
+    distinct values in ``fit``'s rows (flags) are categorical; other numeric columns are
+    numeric. ``categorical`` and ``numeric`` override this.
     """
 
     def __init__(self, categorical=None, numeric=None, random_state=0):
@@ -175,7 +192,9 @@ class TabularPreprocessor:
         for column in self.feature_names_in_:
             if column in forced_cat:
                 self.categorical_columns_.append(column)
-            elif column in forced_num or not _is_categorical_dtype(frame[column]):
+            elif column in forced_num or not (
+                _is_categorical_dtype(frame[column]) or _is_binary(frame[column])
+            ):
                 self.numeric_columns_.append(column)
             else:
                 self.categorical_columns_.append(column)
