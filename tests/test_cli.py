@@ -12,8 +12,9 @@ import tabattn
 from tabattn.cli import main
 
 
-# The default model (--model auto: TabR), small; FT_SMALL for --model ft_transformer.
-SMALL = '{"d_main": 32, "num_neighbors": 16}'
+# The default model (--model auto: TabM on these small tables), small; FT_SMALL for
+# --model ft_transformer.
+SMALL = '{"k": 8, "d_block": 32}'
 FT_SMALL = '{"n_blocks": 2, "d_token": 32, "num_heads": 4}'
 
 
@@ -34,7 +35,7 @@ def fitted_run(adult_csv, tmp_path_factory):
     result = CliRunner().invoke(
         main,
         ["fit", str(adult_csv), "--target", "income", "--epochs", "4", "--out", str(out),
-         "--verbose", "0", "--learning-rate", "1e-3", "--batch-size", "64",
+         "--verbose", "0", "--learning-rate", "5e-3", "--batch-size", "64",
          "--model-params", SMALL, "--ensemble-size", "2"],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)

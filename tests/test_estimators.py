@@ -198,10 +198,11 @@ def test_ft_transformer_with_piecewise_embeddings(rng, tmp_path, bins):
                       "c": rng.choice(["u", "v"], 300), "k": np.ones(300)})
     y = (X["a"] > 0.3).astype(int)
     params = dict(SMALL, numeric_embedding="piecewise", bins=bins, n_bins=8)
+    # "k" is constant: a category unless forced numeric; forced, it gets one bin.
     clf = TabularClassifier(model="ft_transformer", model_params=params, epochs=2,
-                            verbose=0, random_state=0).fit(X, y)
+                            numeric=["k"], verbose=0, random_state=0).fit(X, y)
     edges = clf.model_.tokenizer.get_config()["bins"]
-    assert len(edges) == 3 and all(len(e) <= 9 for e in edges)  # "k" is constant: 1 bin
+    assert len(edges) == 3 and all(len(e) <= 9 for e in edges)
     assert len(edges[2]) == 2
     clf.save(tmp_path / "ple")
     np.testing.assert_array_equal(tabattn.load(tmp_path / "ple").predict_proba(X),
@@ -244,29 +245,63 @@ def test_ensemble_averages_its_members(rng):
     np.testing.assert_allclose(reg.predict(X[:40]), np.mean(members, axis=0), rtol=1e-6)
 
 
-def test_auto_ensembles_small_tables(rng, tmp_path):
+TABM_SMALL = {"k": 4, "d_block": 16}
+
+
+def test_auto_trains_tabm_on_small_tables_and_tabr_above(rng, monkeypatch):
     import tabattn.estimators as estimators
 
+    assert estimators.auto_model(estimators.AUTO_TABM_MAX_ROWS) == "tabm"
+    assert estimators.auto_model(estimators.AUTO_TABM_MAX_ROWS + 1) == "tabr"
     X = pd.DataFrame({"a": rng.normal(size=200), "b": rng.choice(["u", "v", "w"], 200)})
-    y = np.where(X["a"] > 0.5, "hi", np.where(X["b"] == "u", "lo", "mid"))
+    y = np.where(X["a"] > 0.5, "hi", "lo")
+    clf = TabularClassifier(model_params=TABM_SMALL, epochs=1, verbose=0, random_state=0)
+    clf.fit(X, y)  # 160 training rows
+    assert clf.model_name_ == "tabm" and len(clf.models_) == 1
+    monkeypatch.setattr(estimators, "AUTO_TABM_MAX_ROWS", 100)
     clf = TabularClassifier(model_params=TABR_SMALL, epochs=1, verbose=0, random_state=0)
-    clf.fit(X, y)  # 160 training rows: model="auto" trains 5 models
-    assert len(clf.models_) == estimators.AUTO_ENSEMBLE_SIZE == 5
-    assert [len(h["loss"]) for h in clf.histories_] == [1] * 5
-    inputs = clf._inputs(X)
-    proba = [estimators.probabilities_from_logits(m.predict(inputs, verbose=0))
-             for m in clf.models_]  # probabilities, not logits, are averaged
-    np.testing.assert_allclose(clf.predict_proba(X), np.mean(proba, axis=0), rtol=1e-6)
-    clf.save(tmp_path / "ensemble")
-    assert {f"model_{i}.keras" for i in range(1, 5)} <= set(os.listdir(tmp_path / "ensemble"))
-    loaded = tabattn.load(tmp_path / "ensemble")
-    assert len(loaded.models_) == 5 and loaded.histories_ == clf.histories_
-    for saved, restored in zip(clf.models_, loaded.models_):
-        for a, b in zip(saved.weights, restored.weights):
-            np.testing.assert_array_equal(np.asarray(b), np.asarray(a))  # context too
-    # After one epoch the keys are almost equidistant, and TensorFlow's recompiled (XLA)
-    # predict can break a near-tie between neighbours the other way on a row or two.
-    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=5e-3)
+    assert clf.fit(X, y).model_name_ == "tabr"
+
+
+def test_tabm_estimator_round_trips(rng, tmp_path):
+    X = pd.DataFrame({"a": rng.normal(size=300), "flag": rng.integers(0, 2, 300),
+                      "b": rng.choice(["u", "v", "w"], 300)})
+    y = np.where(X["a"] + (X["b"] == "u") > 0.5, "hi", np.where(X["flag"] == 1, "mid", "lo"))
+    clf = TabularClassifier(model="tabm", model_params=TABM_SMALL, epochs=3, verbose=0,
+                            random_state=0).fit(X, y)
+    # The two-valued numeric column is a category; "a" is embedded piecewise-linearly.
+    assert clf.preprocessor_.categorical_columns_ == ["flag", "b"]
+    assert clf.model_.numeric_embedding == "piecewise" and len(clf.model_.bins) == 1
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    # The members' mean probability, as TabM defines the ensemble's prediction.
+    members = keras.ops.convert_to_numpy(clf.model_.member_outputs(clf._inputs(X)))
+    e = np.exp(members - members.max(-1, keepdims=True))
+    np.testing.assert_allclose(proba, (e / e.sum(-1, keepdims=True)).mean(1), rtol=1e-4,
+                               atol=1e-6)
+    clf.save(tmp_path / "tabm")
+    loaded = tabattn.load(tmp_path / "tabm")
+    np.testing.assert_allclose(loaded.predict_proba(X), proba, rtol=1e-6, atol=1e-7)
+    reg = TabularRegressor(model="tabm", model_params=TABM_SMALL, epochs=2, verbose=0,
+                           random_state=0).fit(X, X["a"] * 2)
+    assert reg.predict(X).shape == (300,)
+
+
+def test_auto_batch_size():
+    from tabattn.estimators import auto_batch_size
+
+    assert [auto_batch_size(n) for n in (10, 220, 640, 2000, 4000, 4096, 10**6)] == [
+        32, 32, 32, 64, 128, 256, 256]
+
+
+def test_user_callbacks_see_every_epoch(rng, tmp_path):
+    X, y = rng.normal(size=(100, 3)), rng.normal(size=100)
+    log = tmp_path / "log.csv"
+    reg = TabularRegressor(model="tabm", model_params=TABM_SMALL, epochs=3, verbose=0,
+                           callbacks=[keras.callbacks.CSVLogger(str(log))]).fit(X, y)
+    assert len(log.read_text().strip().splitlines()) == 1 + len(reg.history_["loss"])
+    reg.save(tmp_path / "saved")  # callbacks are not saved
+    assert tabattn.load(tmp_path / "saved").callbacks is None
 
 
 def test_ensemble_stops_adding_models_when_the_time_is_spent(rng):
@@ -291,10 +326,7 @@ def test_loads_a_save_from_before_ensembles(fitted_classifier, adult_small, tmp_
 
 
 def test_ensemble_size_rule():
-    limit = tabattn.estimators.AUTO_ENSEMBLE_MAX_ROWS
-    assert TabularClassifier()._ensemble_size(limit) == 5
-    assert TabularClassifier()._ensemble_size(limit + 1) == 1
-    assert TabularRegressor(model="tabr")._ensemble_size(10) == 1
+    assert TabularClassifier()._ensemble_size(100) == 1
     assert TabularRegressor(ensemble_size=3)._ensemble_size(10**6) == 3
 
 

@@ -22,6 +22,31 @@ BUNDLED_TARGET = "income"
 _SPLIT_VALUES = {"train", "test"}
 
 
+class _AutoOr(click.ParamType):
+    """``auto``, or a number of ``kind`` (``int`` or ``float``) of at least ``minimum``."""
+
+    def __init__(self, kind, minimum):
+        self.kind, self.minimum = kind, minimum
+        self.name = f"{'INTEGER' if kind is int else 'SECONDS'}|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or (isinstance(value, self.kind) and value >= self.minimum):
+            return value
+        try:
+            number = self.kind(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or number < self.minimum or number != number:
+            self.fail(f"expected 'auto' or a number >= {self.minimum}, got {value!r}", param,
+                      ctx)
+        return number
+
+
+# --time-limit auto: the training time tabattn's default model is designed to need at most
+# (BENCHMARKS.md, "Default model").
+AUTO_SECONDS, AUTO_SECONDS_PER_1000_ROWS = 30.0, 5.0
+
+
 def _select_backend():
     os.environ.setdefault("KERAS_BACKEND", "jax")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,22 +87,27 @@ def main():
               help="Override the task inferred from the target.")
 @click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
               help="Maximum epochs (early stopping with patience 16 on validation loss).")
-@click.option("--time-limit", type=click.FloatRange(min=0), default=240.0, show_default=True,
+@click.option("--time-limit", type=_AutoOr(float, 0), default="auto", show_default=True,
               help="Seconds from start to the end of training: no epoch starts that would "
-                   "end later (the best epoch is kept). 0: no limit.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--model", "model_name", type=click.Choice(["auto", "ft_transformer", "tabr"]),
-              default="auto", show_default=True,
-              help="Model: TabR (retrieval over training rows), FT-Transformer, or the "
-                   "default chosen on the benchmarks (see BENCHMARKS.md).")
+                   "end later (the best epoch is kept). 'auto': 30 s + 5 s per 1,000 "
+                   "training rows. 0: no limit.")
+@click.option("--batch-size", type=_AutoOr(int, 1), default="auto", show_default=True,
+              help="Rows per step, or 'auto': 256, fewer on tables under 4,096 training rows.")
+@click.option("--model", "model_name",
+              type=click.Choice(["auto", "tabm", "tabr", "ft_transformer"]), default="auto",
+              show_default=True,
+              help="Model: TabM (an MLP trained as an ensemble of 32), TabR (retrieval over "
+                   "training rows), FT-Transformer, or the default chosen on the benchmarks "
+                   "(TabM on training splits of at most 2,000 rows, TabR above; see "
+                   "BENCHMARKS.md).")
 @click.option("--ensemble-size", type=click.IntRange(min=1), default=None,
-              help="Models (seeds) to train and average (default: 5 with --model auto on a "
-                   "training split of at most 2,000 rows, else 1).")
+              help="Models (seeds) to train and average (default 1).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="AdamW learning rate (default: FT-Transformer 1e-4, TabR 1e-3).")
+              help="AdamW learning rate (default: TabM 2e-3, TabR 1e-3, FT-Transformer 1e-4).")
 @click.option("--model-params", default=None, metavar="JSON",
-              help='JSON object overriding the model\'s default_config(), '
-                   'e.g. \'{"d_main": 128}\' (TabR) or \'{"n_blocks": 2}\' (FT-Transformer).')
+              help='JSON object overriding the model\'s default_config(), e.g. '
+                   '\'{"k": 16}\' (TabM), \'{"d_main": 96}\' (TabR) or \'{"n_blocks": 2}\' '
+                   '(FT-Transformer).')
 @click.option("--categorical", multiple=True, help="Force a column to be categorical (repeatable).")
 @click.option("--numeric", multiple=True, help="Force a column to be numeric (repeatable).")
 @click.option("--split-column", default=None,
@@ -137,6 +167,8 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble
     if os.path.exists(out) and os.listdir(out):
         _fail(f"Output directory {out!r} exists and is not empty; choose another --out")
     # The time budget covers the whole command, so count what was spent before training.
+    if time_limit == "auto":
+        time_limit = AUTO_SECONDS + AUTO_SECONDS_PER_1000_ROWS * len(X_fit) / 1000
     remaining = max(time_limit - (time.monotonic() - started), 1.0) if time_limit else None
     params = dict(
         model=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,

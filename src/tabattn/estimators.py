@@ -31,22 +31,24 @@ except ImportError as error:  # pragma: no cover
 from tabattn.data import TabularPreprocessor, drop_missing_target
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import compute_bins
-from tabattn.models import FTTransformer, TabR
+from tabattn.models import FTTransformer, TabM, TabR
 
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"
 ESTIMATOR_FILE = "estimator.json"
-_MODELS = {"ft_transformer": FTTransformer, "tabr": TabR}
-# The estimator's changes to a model's paper defaults. TabR-S's retrieval costs grow with
-# num_neighbors * d_main**2 per row; 32 neighbours and d_main=128 make that part about 13x
-# cheaper, which is what lets TabR train within minutes on a 2-core CPU: with its periodic
-# embeddings this TabR trains 2.6x as many rows/s as TabR-S's size does (BENCHMARKS.md,
-# "Models", same process). Periodic numeric embeddings
-# (PLR lite, as the paper's tuned TabR) lifted Adult, California and diamonds in the
-# benchmarks (see BENCHMARKS.md, tabattn_tabr against tabattn_tabr_plain).
+_MODELS = {"ft_transformer": FTTransformer, "tabm": TabM, "tabr": TabR}
+# The estimator's changes to a model's paper defaults. TabR: TabR-S's retrieval cost grows
+# with num_neighbors * d_main**2 per row, and the paper's search encodes every stored row at
+# every step, so an epoch's cost grows with the square of the table. Here each step
+# re-encodes 2,048 stored rows in turn and searches at most 16,384 stored rows (a sample of
+# larger tables) for 16 neighbours, with d_main=128: an epoch's cost grows linearly with
+# rows (BENCHMARKS.md, "Cost against rows"). Periodic numeric embeddings (PLR lite, as the
+# paper's tuned TabR) lifted Adult, California and diamonds in the benchmarks.
 ESTIMATOR_MODEL_PARAMS = {
     "ft_transformer": {},
-    "tabr": {"d_main": 128, "num_neighbors": 32, "numeric_embedding": "periodic"},
+    "tabm": {},
+    "tabr": {"d_main": 128, "num_neighbors": 16, "numeric_embedding": "periodic",
+             "context_refresh": "rolling", "refresh_rows": 2048, "max_context_rows": 16384},
 }
 # ... and to its optimizer: under a time budget TabR gained from a larger step (California,
 # seed 0: RMSE 0.499 after 300 s at the paper's 3.1e-4, 0.487 after 180 s at 1e-3), and from
@@ -55,16 +57,29 @@ ESTIMATOR_MODEL_PARAMS = {
 # averages over about one epoch (see ``fit``).
 ESTIMATOR_OPTIMIZER_PARAMS = {
     "ft_transformer": {},
+    "tabm": {},
     "tabr": {"learning_rate": 1e-3, "use_ema": True, "ema_momentum": 0.99},
 }
-_AUTO_MODEL = "tabr"  # chosen on BENCHMARKS.md: see the "Default model" section there
-# model="auto" averages this many TabR fits (seeds random_state, random_state + 1, ...) when
-# the training split is this small. Against one fit (BENCHMARKS.md, tabattn_tabr against
-# tabattn_tabr_single): credit_g (640 training rows) accuracy 0.745 -> 0.753 (LightGBM 0.747),
-# log loss 0.553 -> 0.510, in 75 s; penguins (220 rows) log loss 0.090 -> 0.037, accuracy one
-# test row lower. On larger tables one fit already takes the whole time budget.
-AUTO_ENSEMBLE_SIZE = 5
-AUTO_ENSEMBLE_MAX_ROWS = 2000
+# model="auto" (BENCHMARKS.md, "Default model"): TabM on training splits of at most this many
+# rows, where an ensemble's lower variance matters most and TabM's 32 members cost little
+# (credit_g and penguins: more accurate than five TabR models averaged, in a third to half
+# of their time); TabR above, where the nearest training rows carry the signal (California
+# housing, seed 0: RMSE 0.407 in 133 s against TabM's 0.432 in 632 s) and TabM's cost per row
+# (32 MLPs) would dominate.
+AUTO_TABM_MAX_ROWS = 2000
+
+
+def auto_model(n_train_rows):
+    """The model ``model="auto"`` trains on a training split of ``n_train_rows`` rows."""
+    return "tabm" if n_train_rows <= AUTO_TABM_MAX_ROWS else "tabr"
+
+
+def auto_batch_size(n_rows):
+    """``batch_size="auto"``: 256 rows, or fewer on small tables so that an epoch has at
+    least about 16 steps (a power of two, at least 32): on a table of a few hundred rows,
+    batches of 256 would give one update per epoch, and the fit would spend its time in
+    per-epoch validation rather than learning."""
+    return int(min(256, max(32, 2 ** int(np.log2(max(n_rows, 1) / 16)))))
 
 
 def _member_file(member):
@@ -150,7 +165,7 @@ class _TabularEstimator(BaseEstimator):
         model="auto",
         model_params=None,
         epochs=100,
-        batch_size=256,
+        batch_size="auto",
         learning_rate=None,
         weight_decay=None,
         patience=16,
@@ -161,6 +176,7 @@ class _TabularEstimator(BaseEstimator):
         random_state=None,
         verbose=1,
         ensemble_size=None,
+        callbacks=None,
     ):
         self.model = model
         self.model_params = model_params
@@ -176,6 +192,7 @@ class _TabularEstimator(BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.ensemble_size = ensemble_size
+        self.callbacks = callbacks
 
     # --- fitting ---------------------------------------------------------------------------
     def fit(self, X, y, eval_set=None):
@@ -203,6 +220,8 @@ class _TabularEstimator(BaseEstimator):
                 f"Received: model={self.model!r}"
             )
         _checks.positive_int("ensemble_size", self.ensemble_size, allow_none=True)
+        if self.batch_size != "auto":
+            _checks.positive_int("batch_size", self.batch_size)
         if not 0 < self.validation_fraction < 1:
             raise ValueError(
                 "`validation_fraction` must be in (0, 1). "
@@ -237,20 +256,24 @@ class _TabularEstimator(BaseEstimator):
         inputs_val = self.preprocessor_.transform(X_val)
         targets_train, targets_val = self._encode_target(y_train), self._encode_target(y_val)
 
-        self.model_name_ = _AUTO_MODEL if self.model == "auto" else self.model
+        self.model_name_ = (
+            auto_model(len(targets_train)) if self.model == "auto" else self.model
+        )
         model_class = _MODELS[self.model_name_]
         config = {
             **model_class.default_config(),
             **ESTIMATOR_MODEL_PARAMS[self.model_name_],
             **(self.model_params or {}),
         }
-        if model_class is TabR:
+        if model_class in (TabR, TabM):
             config["num_classes"] = self._num_classes()
+        n_bins = config.pop("n_bins", 48)
         if config.get("numeric_embedding") == "piecewise":
+            # Without numeric columns there is nothing to bin (and no embedding is built).
             config["bins"] = _piecewise_bins(
-                config.get("bins"), config.pop("n_bins", 48), inputs_train, targets_train,
+                config.get("bins"), n_bins, inputs_train, targets_train,
                 self._task == "regression",
-            )
+            ) if self.preprocessor_.n_numeric_tokens else None
         size = self._ensemble_size(len(targets_train))
         self.models_, self.histories_ = [], []
         for member in range(size):
@@ -282,14 +305,14 @@ class _TabularEstimator(BaseEstimator):
         return self
 
     def _ensemble_size(self, n_train_rows):
-        if self.ensemble_size is not None:
-            return self.ensemble_size
-        small = n_train_rows <= AUTO_ENSEMBLE_MAX_ROWS
-        return AUTO_ENSEMBLE_SIZE if self.model == "auto" and small else 1
+        return 1 if self.ensemble_size is None else self.ensemble_size
 
     def _fit_member(self, model_class, config, inputs_train, targets_train, inputs_val,
                     targets_val, seconds):
         """Build, compile and train one model; returns it and its ``History``."""
+        batch_size = auto_batch_size(len(targets_train)) if self.batch_size == "auto" else (
+            self.batch_size
+        )
         model = model_class(
             n_num_features=self.preprocessor_.n_numeric_tokens,
             categorical_cardinalities=self.preprocessor_.categorical_cardinalities,
@@ -298,10 +321,10 @@ class _TabularEstimator(BaseEstimator):
         )
         if model_class is TabR:
             # Retrieval reads the training rows; in training each row skips its own index.
-            model.set_context(inputs_train, targets_train)
-            inputs_train = dict(
-                inputs_train, row_index=np.arange(len(targets_train), dtype="int32")
-            )
+            kept = model.set_context(inputs_train, targets_train, seed=self.random_state)
+            row_index = np.full(len(targets_train), -1, dtype="int32")
+            row_index[kept] = np.arange(len(kept), dtype="int32")
+            inputs_train = dict(inputs_train, row_index=row_index)
         optimizer_config = {
             **model_class.default_optimizer_config(),
             **ESTIMATOR_OPTIMIZER_PARAMS[self.model_name_],
@@ -313,7 +336,7 @@ class _TabularEstimator(BaseEstimator):
         if optimizer_config.get("use_ema"):
             # Average over about the last epoch: a fixed momentum of 0.99 would lag 100 steps
             # behind, a hundred epochs on a table of a few hundred rows.
-            steps = -(-len(targets_train) // self.batch_size)
+            steps = -(-len(targets_train) // batch_size)
             optimizer_config["ema_momentum"] = min(optimizer_config["ema_momentum"], 1 - 1 / steps)
             optimizer_config["use_ema"] = steps > 1
         optimizer = model.make_optimizer(**optimizer_config)
@@ -321,7 +344,8 @@ class _TabularEstimator(BaseEstimator):
         early_stopping = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=self.patience, restore_best_weights=True
         )
-        callbacks = [early_stopping]
+        # The user's callbacks first: they see each epoch's logs before early stopping acts.
+        callbacks = list(self.callbacks or []) + [early_stopping]
         if optimizer.use_ema:
             # Validate, and keep as the best epoch's weights, the moving average. First in
             # the list, so that the other callbacks see the averaged weights.
@@ -333,7 +357,7 @@ class _TabularEstimator(BaseEstimator):
             targets_train,
             validation_data=(inputs_val, targets_val),
             epochs=self.epochs,
-            batch_size=self.batch_size,
+            batch_size=batch_size,
             callbacks=callbacks,
             class_weight=self._class_weight(targets_train),
             verbose=self.verbose,
@@ -406,7 +430,8 @@ class _TabularEstimator(BaseEstimator):
         self.preprocessor_.save(os.path.join(path, PREPROCESSING_FILE))
         state = {
             "class": type(self).__name__,
-            "params": self.get_params(),
+            # Callbacks are objects of the training run, not of the model: not saved.
+            "params": dict(self.get_params(), callbacks=None),
             "columns": self._columns,
             "has_feature_names": hasattr(self, "feature_names_in_"),
             "n_features_in": self.n_features_in_,
@@ -426,35 +451,41 @@ class _TabularEstimator(BaseEstimator):
 class TabularClassifier(ClassifierMixin, _TabularEstimator):
     """Attention model for classification of tables, with the scikit-learn API.
 
-    Trains TabR (Gorishniy et al. 2024: retrieval attention over the training rows and their
-    labels) or an FT-Transformer (Gorishniy et al. 2021) on a DataFrame or array. Numeric
-    columns go through a quantile transform, categorical ones (strings, bools, categories;
-    or those named in ``categorical``) become integer codes with 0 for missing or unseen
-    values. Predictions for one row never depend on the other rows passed with it (TabR
-    retrieves from the stored training rows only).
+    Trains TabM (Gorishniy et al. 2025: an MLP that trains as an ensemble of 32), TabR
+    (Gorishniy et al. 2024: retrieval attention over the training rows and their labels) or
+    an FT-Transformer (Gorishniy et al. 2021) on a DataFrame or array. Numeric columns go
+    through a quantile transform; categorical ones (strings, bools, pandas categories,
+    numeric columns with at most two distinct values, or those named in ``categorical``)
+    become integer codes with 0 for missing or unseen values. Predictions for one row never
+    depend on the other rows passed with it (TabR retrieves from the stored training rows
+    only).
 
     Args:
-        model: ``"auto"`` (the model chosen on the benchmarks in BENCHMARKS.md: TabR, five
-            of them averaged on small tables; see ``ensemble_size``),
-            ``"tabr"`` or ``"ft_transformer"``. Default ``"auto"``.
-        model_params: dict overriding the model's ``default_config()`` (for TabR, after the
-            estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``: ``d_main=128``,
-            ``num_neighbors=32``, ``numeric_embedding="periodic"``), e.g.
-            ``{"n_blocks": 2, "d_token": 64}`` for the FT-Transformer or
-            ``{"numeric_embedding": None}`` for TabR on raw numeric values. With
-            ``"numeric_embedding": "piecewise"`` (either model) the bins are computed
-            from the training rows: ``"bins"`` may be ``"quantile"`` (default) or
-            ``"tree"``, and ``"n_bins"`` (default 48) sets their number.
+        model: ``"auto"`` (default: the model chosen on the benchmarks in BENCHMARKS.md,
+            ``auto_model``: TabM on training splits of at most 2,000 rows, TabR above),
+            ``"tabm"``, ``"tabr"`` or ``"ft_transformer"``.
+        model_params: dict overriding the model's ``default_config()`` (after the
+            estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``; for TabR:
+            ``d_main=128``, ``num_neighbors=16``, ``numeric_embedding="periodic"``,
+            ``context_refresh="rolling"``, ``max_context_rows=16384``), e.g.
+            ``{"k": 16, "d_block": 256}`` for TabM, ``{"n_blocks": 2, "d_token": 64}`` for
+            the FT-Transformer or ``{"numeric_embedding": None}`` for TabR on raw numeric
+            values. With ``"numeric_embedding": "piecewise"`` (TabM's default; any model)
+            the bins are computed from the training rows: ``"bins"`` may be ``"quantile"``
+            (default) or ``"tree"``, and ``"n_bins"`` (default 48) sets their number.
         epochs: maximum training epochs. Default 100.
-        batch_size: rows per step. Default 256.
-        learning_rate: AdamW learning rate. Default ``None``: FT-Transformer 1e-4 (paper
-            default), TabR 1e-3 (paper 3.1e-4; see ``ESTIMATOR_OPTIMIZER_PARAMS``). TabR
-            also keeps an exponential moving average of its weights (momentum 0.99, or
-            ``1 - 1 / steps per epoch`` when that is smaller; none with one step per
-            epoch): validation, early stopping and the fitted model use the average
-            (``keras.callbacks.SwapEMAWeights``).
+        batch_size: rows per step, or ``"auto"`` (default): 256, or on training splits of
+            fewer than 4,096 rows the power of two (at least 32) that gives about 16 steps
+            per epoch (``auto_batch_size``).
+        learning_rate: AdamW learning rate. Default ``None``: TabM 2e-3 and FT-Transformer
+            1e-4 (their papers'), TabR 1e-3 (paper 3.1e-4; see
+            ``ESTIMATOR_OPTIMIZER_PARAMS``). TabR also keeps an exponential moving average
+            of its weights (momentum 0.99, or ``1 - 1 / steps per epoch`` when that is
+            smaller; none with one step per epoch): validation, early stopping and the
+            fitted model use the average (``keras.callbacks.SwapEMAWeights``).
         weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default
-            ``None``: the model's paper default (FT-Transformer 1e-5, TabR 1.2e-6).
+            ``None``: the model's paper default (TabM 3e-4, FT-Transformer 1e-5, TabR
+            1.2e-6).
         patience: epochs without a better validation loss before stopping; the best
             epoch's weights are restored. Default 16.
         validation_fraction: share of rows split off for early stopping when ``fit`` gets
@@ -473,21 +504,22 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         verbose: 0 silent; 1 Keras's progress bar; 2 one line per epoch.
         ensemble_size: number of models trained with seeds ``random_state``,
             ``random_state + 1``, ... on the same split, whose predicted probabilities
-            (regression: predictions) are averaged. ``None`` (default): 5 when
-            ``model="auto"`` and the training split has at most 2,000 rows (where it lowered
-            the log loss of a single model in the benchmarks), else 1 (``AUTO_ENSEMBLE_SIZE``,
-            ``AUTO_ENSEMBLE_MAX_ROWS``).
+            (regression: predictions) are averaged. ``None`` (default): one (TabM is an
+            ensemble of its own).
+        callbacks: Keras callbacks passed to each model's ``fit`` (e.g.
+            ``keras.callbacks.CSVLogger``), before the estimator's own early stopping. They
+            are not saved with the estimator.
 
     Fitted attributes:
         ``models_`` (the Keras models of the ensemble, returning logits; one unless
         ``ensemble_size`` says otherwise), ``model_`` (the first of them), ``model_name_``
-        (``"tabr"`` or ``"ft_transformer"``), ``classes_``, ``n_features_in_``,
+        (``"tabm"``, ``"tabr"`` or ``"ft_transformer"``), ``classes_``, ``n_features_in_``,
         ``feature_names_in_`` (DataFrame input only), ``histories_`` (one Keras history
         dict per model), ``history_`` and ``best_epoch_`` (the first model's),
         ``feature_importances_`` (one per input column, non-negative,
         summing to 1, computed on at most 2,048 validation rows: for the FT-Transformer the
         attention importance of Gorishniy et al. 2021 §5.3, a missing-value flag counting
-        for its column; for TabR the drop of ``score`` when the column is shuffled, from
+        for its column; for TabM and TabR the drop of ``score`` when the column is shuffled, from
         ``sklearn.inspection.permutation_importance``, clipped at 0 and normalised),
         ``preprocessor_``.
 
@@ -505,16 +537,16 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
 
     _task = "classification"
 
-    def __init__(self, model="auto", model_params=None, epochs=100, batch_size=256,
+    def __init__(self, model="auto", model_params=None, epochs=100, batch_size="auto",
                  learning_rate=None, weight_decay=None, patience=16, validation_fraction=0.2,
                  categorical=None, numeric=None, time_limit=None, class_weight=None,
-                 random_state=None, verbose=1, ensemble_size=None):
+                 random_state=None, verbose=1, ensemble_size=None, callbacks=None):
         super().__init__(
             model=model, model_params=model_params, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, weight_decay=weight_decay, patience=patience,
             validation_fraction=validation_fraction, categorical=categorical, numeric=numeric,
             time_limit=time_limit, random_state=random_state, verbose=verbose,
-            ensemble_size=ensemble_size,
+            ensemble_size=ensemble_size, callbacks=callbacks,
         )
         self.class_weight = class_weight
 
