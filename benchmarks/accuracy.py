@@ -1,4 +1,4 @@
-"""Accuracy benchmark: tabattn's FT-Transformer next to GBDTs, an MLP and rtdl's FT-Transformer.
+"""Accuracy benchmark: tabattn's models next to GBDTs, an MLP and rtdl's FT-Transformer.
 
 Protocol (after Gorishniy et al., "Revisiting Deep Learning Models for Tabular Data", 2021):
 
@@ -11,7 +11,7 @@ Protocol (after Gorishniy et al., "Revisiting Deep Learning Models for Tabular D
   classification). With an official split, its test part is the test set and its train part is
   split 80/20 into train/validation. Every model gets exactly the same rows.
 - Preprocessing, fitted on the training rows only:
-  * neural models (tabattn FT-T, rtdl FT-T, MLP): ``tabattn.data.TabularPreprocessor`` with
+  * neural models (tabattn's, rtdl FT-T, MLP): ``tabattn.data.TabularPreprocessor`` with
     ``random_state=seed`` (median imputation + missing flags, ``QuantileTransformer`` to a
     normal distribution, categorical codes with 0 for missing/unseen); the tabattn estimator
     fits the identical preprocessor itself. The MLP one-hot encodes the categorical codes.
@@ -22,19 +22,18 @@ Protocol (after Gorishniy et al., "Revisiting Deep Learning Models for Tabular D
     ``category`` column, used through each library's native categorical support. Quantile
     transforms do not change what a tree can split on, so this is the fair input for trees.
 - Training budget: neural models at most ``--epochs`` epochs (default 1000, i.e. until early
-  stopping) and ``--time-limit`` seconds (default none), batch size 256, early stopping on
-  validation loss with patience 16, best epoch restored. GBDTs: library defaults (learning
-  rate, depth, leaves), at most 2000 rounds, early stopping after 50 rounds without a better
-  validation loss (the budget of the paper's GBDT runs).
-- Models: ``tabattn_tabr`` (the estimators' ``model="auto"``: TabR-S with ``d_main=128``,
-  32 neighbours, periodic numeric embeddings, AdamW lr 1e-3 with a moving average of the
-  weights; five seeds averaged on training splits of at most 2,000 rows, sharing the time
-  limit) and its variants ``tabattn_tabr_single`` (always one model),
-  ``tabattn_tabr_plain`` (no numeric embeddings),
-  ``tabattn_tabr_epoch`` (no embeddings, keys refreshed once per epoch) and
-  ``tabattn_tabr_ple`` (piecewise-linear encoding, 48 tree bins); ``tabattn_ft``
-  (``TabularClassifier``/``TabularRegressor``, paper default config,
-  AdamW lr 1e-4, wd 1e-5) on the current ``KERAS_BACKEND``; ``rtdl_ft``
+  stopping) and ``--time-limit`` seconds (default none), early stopping on validation loss
+  with patience 16, best epoch restored; batch size 256, except tabattn's estimators, which
+  use their default ``batch_size="auto"`` (256 from 4,096 training rows, smaller batches on
+  smaller tables). GBDTs: library defaults (learning rate, depth, leaves), at most 2000
+  rounds, early stopping after 50 rounds without a better validation loss (the budget of the
+  paper's GBDT runs).
+- Models: ``tabattn_auto`` (the estimators' ``model="auto"``, tabattn's default: TabM on
+  training splits of at most 2,000 rows, TabR above), ``tabattn_tabr`` and ``tabattn_tabm``
+  (``model="tabr"`` / ``"tabm"``, as the estimators configure them, on every table) and
+  ``tabattn_ft`` (``model="ft_transformer"``, paper default config, AdamW lr 1e-4, wd
+  1e-5), each a ``TabularClassifier``/``TabularRegressor`` on the current
+  ``KERAS_BACKEND``; ``rtdl_ft``
   (``rtdl_revisiting_models.FTTransformer`` with ``get_default_kwargs()``, its default AdamW,
   PyTorch, same preprocessing, batch size, budget and early stopping); ``mlp`` (Keras,
   3 × 256 ReLU, dropout 0.1, AdamW lr 1e-3, wd 1e-5; on the current backend); ``lightgbm``,
@@ -62,6 +61,7 @@ import contextlib
 import copy
 import dataclasses
 import inspect
+import json
 import os
 import re
 import sys
@@ -98,21 +98,24 @@ class Budget:
     epochs: int = 1000
     patience: int = 16
     batch_size: int = 256
+    # tabattn's estimators: "auto" is their default rule (256 from 4,096 training rows).
+    tabattn_batch_size: object = "auto"
     time_limit: float = None
     gbdt_rounds: int = 2000
     gbdt_patience: int = 50
-    # Model-size overrides for smoke runs; None = the paper's default configuration.
+    # Model-size overrides for smoke runs; None = the estimators' configuration.
     ft_config: dict = None
     tabr_config: dict = None
+    tabm_config: dict = None
     mlp_layers: tuple = (256, 256, 256)
-    # Models the default TabR averages; None = the estimators' own rule (model="auto").
-    tabr_ensemble_size: int = None
 
 
 SMOKE_BUDGET = Budget(
-    epochs=2, patience=2, batch_size=128, gbdt_rounds=20, gbdt_patience=5,
+    epochs=2, patience=2, batch_size=128, tabattn_batch_size=128, gbdt_rounds=20,
+    gbdt_patience=5,
     ft_config={"n_blocks": 1, "d_token": 16, "num_heads": 2},
-    tabr_config={"d_main": 16, "num_neighbors": 8}, mlp_layers=(32,), tabr_ensemble_size=2,
+    tabr_config={"d_main": 16, "num_neighbors": 8}, tabm_config={"k": 4, "d_block": 16},
+    mlp_layers=(32,),
 )
 SMOKE_MAX_ROWS = 400
 
@@ -289,7 +292,8 @@ def run_tabattn(split, seed, budget, model, model_params, **kwargs):
     cls = TabularClassifier if split.task == "classification" else TabularRegressor
     estimator = cls(
         model=model, model_params=model_params, epochs=budget.epochs,
-        batch_size=budget.batch_size, patience=budget.patience, time_limit=budget.time_limit,
+        batch_size=budget.tabattn_batch_size, patience=budget.patience,
+        time_limit=budget.time_limit,
         random_state=seed, verbose=0, **kwargs,
     )
     estimator.fit(split.X_train, split.y_train, eval_set=(split.X_val, split.y_val))
@@ -565,59 +569,40 @@ def run_tabattn_ft(split, seed, budget):
     return run_tabattn(split, seed, budget, "ft_transformer", budget.ft_config)
 
 
+def run_tabattn_auto(split, seed, budget):
+    from tabattn.estimators import auto_model
+
+    params = {"tabm": budget.tabm_config, "tabr": budget.tabr_config}
+    return run_tabattn(split, seed, budget, "auto", params[auto_model(len(split.y_train))])
+
+
 def run_tabattn_tabr(split, seed, budget):
-    return run_tabattn(split, seed, budget, "auto", budget.tabr_config,
-                       ensemble_size=budget.tabr_ensemble_size)
+    return run_tabattn(split, seed, budget, "tabr", budget.tabr_config)
 
 
-def run_tabattn_tabr_single(split, seed, budget):
-    return run_tabattn(split, seed, budget, "tabr", budget.tabr_config, ensemble_size=1)
-
-
-def run_tabattn_tabr_plain(split, seed, budget):
-    params = dict(budget.tabr_config or {}, numeric_embedding=None)
-    return run_tabattn(split, seed, budget, "tabr", params)
-
-
-def run_tabattn_tabr_epoch(split, seed, budget):
-    params = dict(budget.tabr_config or {}, numeric_embedding=None, context_refresh="epoch")
-    return run_tabattn(split, seed, budget, "tabr", params)
-
-
-def run_tabattn_tabr_ple(split, seed, budget):
-    params = dict(budget.tabr_config or {}, numeric_embedding="piecewise", bins="tree")
-    return run_tabattn(split, seed, budget, "tabr", params)
+def run_tabattn_tabm(split, seed, budget):
+    return run_tabattn(split, seed, budget, "tabm", budget.tabm_config)
 
 
 MODELS = {
     "tabattn_ft": ModelSpec(
         run_tabattn_ft, ("tabattn",), True, "tabattn FTTransformer (paper default), estimator"
     ),
+    "tabattn_auto": ModelSpec(
+        run_tabattn_auto, ("tabattn",), True,
+        "tabattn default (estimator, model='auto'): TabM on training splits of at most "
+        "2,000 rows, TabR above",
+    ),
     "tabattn_tabr": ModelSpec(
         run_tabattn_tabr, ("tabattn",), True,
-        "tabattn default (estimator, model='auto'): TabR-S, d_main 128, 32 neighbours, "
-        "periodic numeric embeddings (PLR lite), AdamW lr 1e-3 with a moving average of the "
-        "weights, keys searched and back-propagated at every step; 5 seeds averaged when the "
-        "training split has at most 2,000 rows",
+        "tabattn TabR (estimator, model='tabr'): d_main 128, 16 neighbours among at most "
+        "16,384 stored rows, keys refreshed 2,048 rows a step, periodic numeric embeddings "
+        "(PLR lite), AdamW lr 1e-3 with a moving average of the weights",
     ),
-    "tabattn_tabr_single": ModelSpec(
-        run_tabattn_tabr_single, ("tabattn",), True,
-        "tabattn TabR as tabattn_tabr, always one model (no ensemble on small tables)",
-    ),
-    "tabattn_tabr_plain": ModelSpec(
-        run_tabattn_tabr_plain, ("tabattn",), True,
-        "tabattn TabR as tabattn_tabr without numeric embeddings (numeric values enter as "
-        "they are)",
-    ),
-    "tabattn_tabr_epoch": ModelSpec(
-        run_tabattn_tabr_epoch, ("tabattn",), True,
-        "tabattn TabR as tabattn_tabr_plain, stored keys refreshed once per epoch (no "
-        "gradient)",
-    ),
-    "tabattn_tabr_ple": ModelSpec(
-        run_tabattn_tabr_ple, ("tabattn",), True,
-        "tabattn TabR as tabattn_tabr with piecewise-linear encoding (48 decision-tree bins) "
-        "in place of the periodic embeddings",
+    "tabattn_tabm": ModelSpec(
+        run_tabattn_tabm, ("tabattn",), True,
+        "tabattn TabM (estimator, model='tabm'): the paper's TabM with piecewise-linear "
+        "embeddings (k 32, 2 blocks of 512, dropout 0.1, AdamW lr 2e-3, wd 3e-4)",
     ),
     "rtdl_ft": ModelSpec(
         run_rtdl_ft, ("rtdl_revisiting_models", "torch"), False,
@@ -754,6 +739,9 @@ def parse_args(argv=None):
     parser.add_argument("--tag", help="label for a run with other settings (e.g. '600s' "
                         "with --time-limit 600): kept apart in file names and report")
     parser.add_argument("--note", help="sentence stored in each record; the report prints it")
+    parser.add_argument("--model-params", type=json.loads, metavar="JSON",
+                        help="model_params for the tabattn models of this run, e.g. "
+                        "'{\"num_candidates\": 1024}' (recorded in the budget)")
     return parser.parse_args(argv)
 
 
@@ -764,6 +752,9 @@ def main(argv=None):
         budget.epochs = args.epochs
     if args.time_limit is not None:
         budget.time_limit = args.time_limit
+    if args.model_params:
+        budget.tabr_config = {**(budget.tabr_config or {}), **args.model_params}
+        budget.tabm_config = {**(budget.tabm_config or {}), **args.model_params}
     seeds = range(args.seeds if args.seeds is not None else (1 if args.smoke else 5))
     max_rows = args.max_rows or (SMOKE_MAX_ROWS if args.smoke else None)
     out = args.out or os.path.join(

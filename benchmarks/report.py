@@ -6,6 +6,9 @@ and writes:
 
 - one accuracy table per dataset: a row per model (and Keras backend), test metrics as
   mean ± std over seeds, the number of seeds, mean training time and epochs;
+- the default model against LightGBM and its targets (the previous default's records, in
+  ``results/superseded/``, for the comparison with it);
+- cost and memory against rows (``scaling.py`` records), with a plot (``scaling.png``);
 - one speed table (from ``speed.py`` records): tabattn next to its peer, with ratios;
 - the machines and library versions the records came from, and any skipped or failed runs.
 
@@ -19,6 +22,7 @@ import argparse
 import collections
 import glob
 import json
+import math
 import os
 import sys
 
@@ -30,19 +34,28 @@ METRICS = {
                        ("log_loss", "log loss ↓")],
     "regression": [("rmse", "RMSE ↓"), ("mae", "MAE ↓"), ("r2", "R² ↑")],
 }
-MODEL_ORDER = ["tabattn_tabr", "tabattn_tabr_plain", "tabattn_tabr_epoch", "tabattn_tabr_ple",
-               "tabattn_ft", "rtdl_ft", "mlp", "lightgbm",
-               "xgboost", "hist_gbdt"]
-# The benchmark model that is the estimators' model="auto" (and `tabattn fit`'s default);
-# tests/test_benchmarks.py checks that it names tabattn.estimators' choice.
-DEFAULT_MODEL = "tabattn_tabr"
-ALTERNATIVE = "tabattn_ft"  # the other estimator model, shown next to the default
+MODEL_ORDER = ["tabattn_auto", "tabattn_tabr", "tabattn_tabm", "tabattn_ft", "rtdl_ft", "mlp",
+               "lightgbm", "xgboost", "hist_gbdt"]
+# The benchmark model that is the estimators' model="auto" (and `tabattn fit`'s default).
+DEFAULT_MODEL = "tabattn_auto"
+# The estimators' other models, shown next to the default.
+ALTERNATIVES = ("tabattn_tabr", "tabattn_tabm", "tabattn_ft")
 PEER = "lightgbm"
-# The harness's protocol budget for the neural models (``accuracy.Budget``'s defaults; a
-# test checks that they agree): early stopping with patience 16, no time limit.
-PROTOCOL_BUDGET = {"epochs": 1000, "patience": 16, "batch_size": 256, "time_limit": None,
-                   "tabr_config": None, "tabr_ensemble_size": None}
+# The harness's protocol budget for tabattn's models (``accuracy.Budget``'s defaults; a test
+# checks that they agree): early stopping with patience 16, no time limit, the estimators'
+# own batch size and configuration.
+PROTOCOL_BUDGET = {"epochs": 1000, "patience": 16, "tabattn_batch_size": "auto",
+                   "time_limit": None, "tabr_config": None, "tabm_config": None}
 UNITS = {"california_housing": "target in units of $100k", "diamonds": "target in USD"}
+# Records of models that the current ones replaced: not in the tables, read only for the
+# comparison with the previous default model.
+SUPERSEDED_DIR = "superseded"
+PREVIOUS_DEFAULT = "tabattn_tabr@nolimit"
+# The default model's targets: a whole fit within FIT_SECONDS + ROW_SECONDS per 1,000
+# training rows on every table, LightGBM beaten on at least MIN_WINS tables, one-row latency,
+# and how an epoch's cost grows with rows (benchmarks/scaling.py).
+FIT_SECONDS, ROW_SECONDS, MIN_WINS = 30.0, 5.0, 4
+LATENCY_MS, MAX_EXPONENT, MAX_EPOCH_SECONDS, MAX_PEAK_MIB = 1.0, 1.1, 600.0, 8 * 1024
 
 
 def load_records(directory):
@@ -116,126 +129,12 @@ def alternative(runs, metric, digits):
     return f"{mean_std([r['metrics'][metric] for r in runs])[0]:.{digits}f}"
 
 
-def _run_sets(records, default_model):
-    """The default model's JAX runs as ``{name: {dataset: runs}}``: one entry for its
-    untagged runs and one per tag (one backend's runs, JAX, the CLI's default)."""
-    sets = collections.defaultdict(lambda: collections.defaultdict(list))
-    for r in ok_accuracy(records):
-        if r["model"] == default_model and r.get("backend") == "jax":
-            sets[model_name(r)][r["dataset"]].append(r)
-    return sets
-
-
 def _protocol(runs):
     """Whether every run had the harness's protocol budget (and the full data)."""
     return all(
         not r.get("smoke") and all(k in (r.get("budget") or {}) and r["budget"][k] == v
                                    for k, v in PROTOCOL_BUDGET.items())
         for r in runs)
-
-
-def _covers_peer(runs_by_dataset, by):
-    """Whether the runs cover every dataset and seed LightGBM ran."""
-    peer = {d: {r["seed"] for r in runs} for (d, m), runs in by.items() if m == PEER}
-    return bool(peer) and all(
-        seeds <= {r["seed"] for r in runs_by_dataset.get(d, [])} for d, seeds in peer.items())
-
-
-def headline_name(sets, by, default_model):
-    """The name of the default model's runs that the targets are judged on.
-
-    The harness's protocol (issue 5, after Gorishniy et al. 2021) trains until early
-    stopping on validation with no time limit, as LightGBM is trained here and as the
-    estimators train by default (``time_limit=None``). So a set of runs with the protocol's
-    budget (``PROTOCOL_BUDGET``) on every dataset and seed LightGBM ran is the headline (the
-    untagged set before the tags, then by name); without one, the untagged runs are,
-    whatever their budget.
-    """
-    for name in sorted(sets, key=lambda n: (n != default_model, n)):
-        if _protocol(r for runs in sets[name].values() for r in runs) and _covers_peer(
-                sets[name], by):
-            return name
-    return default_model
-
-
-def _complete(compared, headline):
-    """Whether compared runs cover every dataset and seed of the headline."""
-    return bool(headline) and all(
-        d in compared and {r["seed"] for r in compared[d][0]}
-        >= {r["seed"] for r in headline[d][0]} for d in headline)
-
-
-def default_model_section(records, default_model):
-    """The estimators' default model against LightGBM, dataset by dataset."""
-    by = collections.defaultdict(list)  # LightGBM's and the alternative's runs
-    for r in ok_accuracy(records):
-        if r["model"] == ALTERNATIVE and r.get("backend") != "jax":
-            continue  # one backend's runs (JAX, the CLI's default), not a mixture
-        if r["model"] in (PEER, ALTERNATIVE) and not r.get("tag"):
-            by[(r["dataset"], r["model"])].append(r)
-    sets = _run_sets(records, default_model)
-    name = headline_name(sets, by, default_model)
-    datasets = sorted(d for d in sets.get(name, {}) if (d, PEER) in by)
-    if not datasets:
-        return []
-    headline = _against_peer({d: sets[name][d] for d in datasets}, by)
-    others = {n: _against_peer(s, by) for n, s in sorted(sets.items()) if n != name}
-    # Columns and counts of the other sets use the headline's seeds, so they compare alike.
-    seeds = {d: {r["seed"] for r in c[0]} for d, c in headline.items()}
-    alike = {n: _against_peer({d: [r for r in runs if d not in seeds or r["seed"] in seeds[d]]
-                               for d, runs in sets[n].items()}, by) for n in others}
-    columns = [n for n in others if _complete(alike[n], headline)]
-    runs = [r for compared in headline.values() for r in compared[0]]
-    alternative_runs = [r for d in headline for r in by[(d, ALTERNATIVE)]]
-    if _protocol(runs):
-        budgets = ("Both trained until early stopping on the validation split, with no time "
-                   "limit: the harness's protocol, and what the estimators do by default "
-                   "(`time_limit=None`; `tabattn fit` sets a `--time-limit` by default, so "
-                   "its fits are closer to a budgeted column).")
-    else:
-        budgets = ("The two had different budgets: see the `budget` column of the dataset "
-                   "tables (neural models a fixed time, LightGBM until early stopping).")
-    lines = [
-        f"## Default model: `{default_model}` against LightGBM",
-        "",
-        f"`model=\"auto\"` (and `tabattn fit`) trains the model benchmarked as "
-        f"`{default_model}`; the table compares its runs `{name}` ({_per_fit(runs)}). Mean "
-        "test metric over the seeds both have, same splits; accuracy for classification "
-        "(higher is better), RMSE for regression (lower is better); training time is the "
-        "mean wall time of one fit (of all its models, for an ensemble). " + budgets
-        + (" The columns after the training times give the default model's runs at other "
-           "budgets (listed below the targets) and the other estimator model, "
-           f"`{ALTERNATIVE}`." if columns else ""),
-        "",
-        f"| dataset | metric | {name} | LightGBM | difference | better | "
-        f"{name} train (s) | LightGBM train (s) | "
-        + "".join(f"{n}, {_per_fit(_flat(alike[n]), cores=False)} | " for n in columns)
-        + (f"{ALTERNATIVE}, {_per_fit(alternative_runs, cores=False)} |" if alternative_runs
-           else f"{ALTERNATIVE} |"),
-        "|---|---|---|---|---|---|---|---|" + "---|" * (len(columns) + 1),
-    ]
-    for dataset, (ours, peer, metric, a, b, tie, better) in headline.items():
-        digits = _digits(metric, b)
-        lines.append(
-            f"| {dataset} | {metric} | {a:.{digits}f} | {b:.{digits}f} | {a - b:+.{digits}f} | "
-            f"{'tie' if tie else 'tabattn' if better else 'LightGBM'} | "
-            f"{mean_std([r['train_seconds'] for r in ours])[0]:.1f} | "
-            f"{mean_std([r['train_seconds'] for r in peer])[0]:.1f} | "
-            + "".join(f"{alternative(alike[n][dataset][0], metric, digits)} | "
-                      for n in columns)
-            + f"{alternative(by[(dataset, ALTERNATIVE)], metric, digits)} |"
-        )
-    wins, ties = _wins_ties(headline)
-    tied = f" and ties on {ties}" if ties else ""
-    lines += ["", f"tabattn's default model (JAX backend, {_per_fit(runs)}) beats LightGBM on "
-              f"{wins} of {len(headline)} datasets{tied}.", ""]
-    other, complete = other_runs_lines(others, alike, headline)
-    lines += targets_lines(headline, by, records, wins, len(headline), complete)
-    return lines + other
-
-
-def _flat(compared):
-    return [r for c in compared.values() for r in c[0]]
 
 
 def _compare(ours, peer):
@@ -254,111 +153,285 @@ def _compare(ours, peer):
     return ours, peer, metric, a, b, tie, better
 
 
-def _against_peer(runs_by_dataset, by):
-    """``{dataset: _compare(runs, LightGBM's runs)}``, sorted, for the datasets with a
-    seed in common."""
-    compared = {}
-    for dataset, runs in sorted(runs_by_dataset.items()):
-        result = _compare(runs, by.get((dataset, PEER), []))
-        if result is not None:
-            compared[dataset] = result
-    return compared
-
-
 def _wins_ties(compared):
     return (sum(c[6] for c in compared.values()), sum(c[5] for c in compared.values()))
-
-
-def _per_fit(runs, cores=True):
-    """The time limit per fit and the cores of several runs, e.g. ``600 s per fit, 2 cores``
-    (an ensemble's models share the fit's time)."""
-    limits = sorted({(r.get("budget") or {}).get("time_limit") or 0 for r in runs})
-    times = " or ".join(f"{t:.0f} s per fit" if t else "no time limit" for t in limits)
-    if not cores:
-        return times
-    counts = sorted({str(_cores(r)) for r in runs})
-    return f"{times}, {' or '.join(counts)} core{'' if counts == ['1'] else 's'}"
 
 
 def _digits(metric, value):
     return 4 if metric == "accuracy" or abs(value) < 100 else 1
 
 
-def other_runs_lines(others, alike, headline):
-    """The default model's run sets other than the headline's, against LightGBM: each
-    dataset on the seeds it shares with LightGBM (``others``), and the count of wins on the
-    headline's seeds (``alike``).
+def _per_fit(runs):
+    """The time limit per fit and the cores of several runs, e.g. ``no time limit, 2
+    cores``."""
+    limits = sorted({(r.get("budget") or {}).get("time_limit") or 0 for r in runs})
+    times = " or ".join(f"{t:.0f} s per fit" if t else "no time limit" for t in limits)
+    counts = sorted({str(_cores(r)) for r in runs})
+    return f"{times}, {' or '.join(counts)} core{'' if counts == ['1'] else 's'}"
 
-    Returns the lines and, for each set that covers every dataset and seed of the headline
-    (a whole protocol at another budget), ``(name, budget, wins, datasets)``."""
-    lines, complete = [], []
-    for name, compared in others.items():
-        for dataset, (ours, _, metric, a, b, tie, better) in compared.items():
+
+def seconds_limit(record):
+    """The time target of a fit: ``FIT_SECONDS`` + ``ROW_SECONDS`` per 1,000 training rows."""
+    return FIT_SECONDS + ROW_SECONDS * record["rows"]["train"] / 1000
+
+
+def _runs_by(records, model, backend="jax", tag=None):
+    runs = collections.defaultdict(list)
+    for r in ok_accuracy(records):
+        if r["model"] == model and r.get("tag") == tag and (
+                not r.get("keras_model") or r.get("backend") == backend):
+            runs[r["dataset"]].append(r)
+    return runs
+
+
+def default_model_section(records, default_model, previous=()):
+    """The estimators' default model against LightGBM (its untagged JAX runs), the other
+    estimator models, the previous default (``previous``: superseded records), and the
+    targets."""
+    ours = _runs_by(records, default_model)
+    peer = _runs_by(records, PEER)
+    compared = {d: c for d in sorted(ours) if (c := _compare(ours[d], peer.get(d, [])))}
+    if not compared:
+        return []
+    alternatives = {m: _runs_by(records, m) for m in ALTERNATIVES}
+    alternatives = {m: runs for m, runs in alternatives.items() if runs}
+    before = _runs_by(previous, *PREVIOUS_DEFAULT.split("@")[:1],
+                      tag=PREVIOUS_DEFAULT.split("@")[1]) if previous else {}
+    runs = [r for c in compared.values() for r in c[0]]
+    budgets = ("Both trained until early stopping on the validation split, with no time "
+               "limit: the harness's protocol, and what the estimators do by default."
+               if _protocol(runs) else
+               "The default model's runs did not all have the harness's protocol budget: "
+               "see the `budget` column of the dataset tables.")
+    columns = list(alternatives) + (["previous default"] if before else [])
+    lines = [
+        f"## Default model: `{default_model}` against LightGBM",
+        "",
+        "`model=\"auto\"` (and `tabattn fit`) trains the model benchmarked as "
+        f"`{default_model}` ({_per_fit(runs)}). Mean test metric over the seeds both have, "
+        "same splits; accuracy for classification (higher is better), RMSE for regression "
+        "(lower is better); training time is the mean wall time of one fit, and per 1,000 "
+        "training rows. " + budgets + " The last columns give the estimators' other models "
+        + ("and the previous default (TabR searching every stored row at every step, "
+           "superseded; its runs are kept in `benchmarks/results/superseded/`) " if before
+           else "") + "on the same seeds where they ran.",
+        "",
+        f"| dataset | metric | {default_model} | LightGBM | difference | better | train (s) "
+        "| s per 1,000 rows | LightGBM train (s) | " + " | ".join(columns) + " |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(columns),
+    ]
+    for dataset, (mine, theirs, metric, a, b, tie, better) in compared.items():
+        digits = _digits(metric, b)
+        seconds = mean_std([r["train_seconds"] for r in mine])[0]
+        per_1000 = seconds / (mine[0]["rows"]["train"] / 1000)
+        seeds = {r["seed"] for r in mine}
+        cells = []
+        for model in alternatives:
+            other = [r for r in alternatives[model].get(dataset, []) if r["seed"] in seeds]
+            cells.append(alternative(other, metric, digits))
+        if before:
+            cells.append(alternative(before.get(dataset, []), metric, digits))
+        lines.append(
+            f"| {dataset} | {metric} | {a:.{digits}f} | {b:.{digits}f} | {a - b:+.{digits}f} | "
+            f"{'tie' if tie else 'tabattn' if better else 'LightGBM'} | {seconds:.1f} | "
+            f"{per_1000:.1f} | {mean_std([r['train_seconds'] for r in theirs])[0]:.1f} | "
+            + " | ".join(cells) + " |"
+        )
+    wins, ties = _wins_ties(compared)
+    tied = f" and ties on {ties}" if ties else ""
+    lines += ["", f"tabattn's default model (JAX backend, {_per_fit(runs)}) beats LightGBM on "
+              f"{wins} of {len(compared)} datasets{tied}.", ""]
+    lines += targets_lines(compared, peer, records, before)
+    lines += other_runs_lines(records, default_model, peer)
+    return lines
+
+
+def other_runs_lines(records, default_model, peer):
+    """The default model's tagged runs (other settings) against LightGBM."""
+    lines = []
+    tags = sorted({r["tag"] for r in ok_accuracy(records)
+                   if r["model"] == default_model and r.get("tag")})
+    for tag in tags:
+        for dataset, runs in sorted(_runs_by(records, default_model, tag=tag).items()):
+            result = _compare(runs, peer.get(dataset, []))
+            if result is None:
+                continue
+            ours, _, metric, a, b, tie, better = result
             digits = _digits(metric, b)
             verdict = "tie" if tie else "tabattn better" if better else "LightGBM better"
             seeds = f"{len(ours)} seed{'s' if len(ours) > 1 else ''}"
-            lines.append(f"- `{name}` on {dataset} ({budget(ours[0])}, {seeds}): "
+            lines.append(f"- `{default_model}@{tag}` on {dataset} ({budget(ours[0])}, {seeds}): "
                          f"{metric} {a:.{digits}f} against LightGBM's {b:.{digits}f} "
                          f"({verdict}).")
-        same = alike[name]
-        if _complete(same, headline):
-            wins, ties = _wins_ties(same)
-            tied = f" and ties on {ties}" if ties else ""
-            complete.append((name, _per_fit([r for d in headline for r in same[d][0]]),
-                             wins, len(same)))
-            lines.append(f"- `{name}` on every dataset of the table above, same seeds: "
-                         f"beats LightGBM on {wins} of {len(same)}{tied}.")
     if not lines:
-        return [], complete
-    return ["The default model's other runs, at other budgets (not counted above; see the "
-            "notes on the records):", "", *lines, ""], complete
+        return []
+    return ["The default model's runs with other settings (not counted above; see the notes "
+            "on the records):", "", *lines, ""]
 
 
-def _mean_metric(runs, metric):
-    return mean_std([r["metrics"][metric] for r in runs])[0] if runs else None
+def _verdict(ok):
+    return "**reached**" if ok else "**not reached**"
 
 
-def targets_lines(headline, by, records, wins, compared, complete=()):
-    """Issue 6's targets, each with what the headline runs (``_against_peer``'s results:
-    the seeds both have) measured and whether it is reached."""
-    def verdict(ok):
-        return "**reached**" if ok else "**not reached**"
-
-    lines = ["Targets of the default model (issue 6), from the records above:", ""]
-    ca, ca_peer = headline.get("california_housing", (None, None))[:2]
-    if ca and ca_peer:
-        a, b = _mean_metric(ca, "rmse"), _mean_metric(ca_peer, "rmse")
-        lines.append(f"- California housing RMSE ≤ 0.42 and below LightGBM's: {a:.4f} against "
-                     f"{b:.4f}: {verdict(a <= 0.42 and a < b)}.")
-    adult, adult_peer = headline.get("adult", (None, None))[:2]
-    if adult and adult_peer:
-        a, b = _mean_metric(adult, "accuracy"), _mean_metric(adult_peer, "accuracy")
-        lines.append(f"- Adult accuracy ≥ 0.870 and at most 0.002 below LightGBM's: {a:.4f} "
-                     f"against {b:.4f}: {verdict(a >= 0.870 and a >= b - 0.002)}.")
-        seconds = mean_std([r["train_seconds"] for r in adult])[0]
-        peer_seconds = mean_std([r["train_seconds"] for r in adult_peer])[0]
-        lines.append(f"- Training time on Adult: {seconds:.0f} s ({budget(adult[0])}) against "
-                     f"LightGBM's {peer_seconds:.1f} s ({budget(adult_peer[0])}; reported, no "
-                     "target).")
-    total = len({d for d, m in by if m == PEER})  # a dataset without a default-model run counts
-    if total:
-        missing = f" ({total - compared} without a run of the default model)" if (
-            total > compared) else ""
-        lines.append(f"- Beats LightGBM on the majority of datasets: {wins} of {total}{missing}: "
-                     f"{verdict(wins > total / 2)}.")
-        for name, budgets, tag_wins, tag_compared in complete:
-            if tag_compared == total:
-                lines.append(f"  - with `{name}` ({budgets}): {tag_wins} of {total}: "
-                             f"{verdict(tag_wins > total / 2)} at that budget.")
+def targets_lines(compared, peer, records, before):
+    """The default model's targets, each with what the records measured and whether it is
+    reached."""
+    lines = ["Targets of the default model, from the records above and below:", ""]
+    over = []
+    for dataset, (ours, _, metric, *_) in compared.items():
+        seconds = mean_std([r["train_seconds"] for r in ours])[0]
+        limit = seconds_limit(ours[0])
+        over += [dataset] if seconds > limit else []
+        lines.append(f"- {dataset}: a whole fit in {seconds:.0f} s, against at most "
+                     f"{limit:.0f} s ({FIT_SECONDS:.0f} s + {ROW_SECONDS:.0f} s per 1,000 of "
+                     f"its {ours[0]['rows']['train']:,} training rows): "
+                     f"{_verdict(seconds <= limit)}.")
+    total = len(set(peer))  # a dataset without a default-model run counts as not beaten
+    wins, _ = _wins_ties(compared)
+    missing = f" ({total - len(compared)} without a run of the default model)" if (
+        total > len(compared)) else ""
+    lines.append(f"- Beats LightGBM on at least {MIN_WINS} of the datasets: {wins} of "
+                 f"{total}{missing}: {_verdict(wins >= MIN_WINS)}.")
+    if before:
+        worse = []
+        for dataset, (ours, _, metric, a, *_rest) in compared.items():
+            previous = before.get(dataset)
+            if not previous:
+                continue
+            mean, std = mean_std([r["metrics"][metric] for r in previous])
+            std = std or 0.0
+            if (a < mean - std) if metric == "accuracy" else (a > mean + std):
+                digits = _digits(metric, mean)
+                worse.append(f"{dataset} ({a:.{digits}f} against {mean:.{digits}f} ± "
+                             f"{std:.{digits}f})")
+        lines.append("- Not worse than the previous default by more than one seed standard "
+                     "deviation on any dataset: "
+                     + (f"worse on {', '.join(worse)}: " if worse else "")
+                     + f"{_verdict(not worse)}.")
     latency = [r for r in records if r.get("kind") == "speed_model" and r.get("status") == "ok"
-               and r.get("implementation") == "tabattn TabR" and r.get("backend") == "jax"
-               and not r.get("smoke")]
-    if latency:
-        ms = latency[0]["latency_ms_batch_1"]
-        rows = latency[0]["context_rows"]
-        lines.append(f"- One-row inference latency ≤ 10 ms on JAX ({rows:,} stored rows): "
-                     f"{ms:.2f} ms: {verdict(ms <= 10)}.")
+               and r.get("implementation") in ("tabattn TabR", "tabattn TabM")
+               and r.get("backend") == "jax" and not r.get("smoke")]
+    for record in sorted(latency, key=lambda r: r["implementation"]):
+        ms = record["latency_ms_batch_1"]
+        stored = (f", {record['context_rows']:,} stored rows" if record.get("context_rows")
+                  else "")
+        lines.append(f"- One-row prediction latency ≤ {LATENCY_MS:g} ms on JAX, "
+                     f"{record['implementation']}{stored}: {ms:.2f} ms: "
+                     f"{_verdict(ms <= LATENCY_MS)}.")
+    lines += scaling_target_lines(records)
     return lines + [""]
+
+
+def scaling_target_lines(records):
+    """The default model's epoch cost against rows (``scaling.py`` records)."""
+    runs = _scaling_runs(records).get(DEFAULT_MODEL, {})
+    points = {n: r["epoch_seconds"] for n, r in runs.items() if r.get("epoch_seconds")}
+    if len(points) < 2:
+        return []
+    exponent = fitted_exponent(points)
+    lines = [f"- An epoch's cost grows at most linearly with training rows: fitted exponent "
+             f"{exponent:.2f} from {min(points):,} to {max(points):,} rows (at most "
+             f"{MAX_EXPONENT}): {_verdict(exponent <= MAX_EXPONENT)}."]
+    largest = runs[max(points)]
+    if max(points) >= 1_000_000:
+        seconds, mib = largest["epoch_seconds"], largest["peak_rss_mib"]
+        lines.append(
+            f"- One epoch of {max(points):,} rows ({largest['n_features']} columns) within "
+            f"{MAX_EPOCH_SECONDS / 60:.0f} minutes with peak memory under "
+            f"{MAX_PEAK_MIB / 1024:.0f} GiB: {seconds:.0f} s, {mib / 1024:.1f} GiB: "
+            f"{_verdict(seconds <= MAX_EPOCH_SECONDS and mib <= MAX_PEAK_MIB)}.")
+    return lines
+
+
+def _scaling_runs(records):
+    """``{model: {rows: record}}`` of the successful ``scaling.py`` records."""
+    runs = collections.defaultdict(dict)
+    for r in records:
+        if r.get("kind") == "scaling" and r.get("status") == "ok":
+            runs[r["model"]][r["rows"]] = r
+    return runs
+
+
+def fitted_exponent(points):
+    """The least-squares slope ``b`` of ``log(cost) = log(a) + b log(rows)``; ``points`` maps
+    rows to cost."""
+    xs = [math.log(n) for n in points]
+    ys = [math.log(points[n]) for n in points]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def scaling_section(records, plot_path=None, link=None):
+    """Cost and memory against rows, per model; draws the plot to ``plot_path``."""
+    runs = _scaling_runs(records)
+    if not runs:
+        return []
+    smoke = any(r.get("smoke") for model in runs.values() for r in model.values())
+    first = next(iter(next(iter(runs.values())).values()))
+    lines = [
+        "## Cost against rows" + (" (smoke run: tiny models; not a result)" if smoke else ""),
+        "",
+        f"`benchmarks/scaling.py`: a synthetic table of {first['n_features']} columns, one "
+        "worker process per model and size. Epoch: one training epoch with its validation "
+        "(a quarter as many rows), after the first (which compiles); fit: until early "
+        "stopping (patience 16); peak: the worker's peak resident memory, data included. "
+        "LightGBM: a fit to early stopping (its rounds in the epochs column). The exponent "
+        "is the slope of log(cost) against log(rows), per epoch (LightGBM: per fit).",
+        "",
+    ]
+    if plot_path and _plot_scaling(runs, plot_path):
+        lines += [f"![Cost against training rows]({link or plot_path})", ""]
+    lines += ["| model | rows | epoch (s) | fit (s) | epochs | peak memory (MiB) |",
+              "|---|---|---|---|---|---|"]
+    exponents = []
+    for model in sorted(runs, key=_order):
+        for n, r in sorted(runs[model].items()):
+            epoch, fit = _seconds(r.get("epoch_seconds")), _seconds(r.get("fit_seconds"))
+            lines.append(f"| {model} | {n:,} | {epoch} | {fit} | {r.get('epochs', '–')} | "
+                         f"{r['peak_rss_mib']:.0f} |")
+        cost = {n: r.get("epoch_seconds") or r.get("fit_seconds") for n, r in runs[model].items()}
+        cost = {n: c for n, c in cost.items() if c}
+        if len(cost) > 1:
+            exponents.append(f"{model} {fitted_exponent(cost):.2f}")
+    if exponents:
+        lines += ["", "Fitted exponents: " + ", ".join(exponents) + "."]
+    return lines + [""]
+
+
+def _seconds(value):
+    return "–" if value is None else f"{value:.1f}"
+
+
+def _plot_scaling(runs, path):
+    """Epoch (or fit) seconds against rows on log-log axes; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for model in sorted(runs, key=_order):
+        points = sorted(runs[model].items())
+        epoch = [(n, r["epoch_seconds"]) for n, r in points if r.get("epoch_seconds")]
+        fit = [(n, r["fit_seconds"]) for n, r in points if r.get("fit_seconds")]
+        for ax, series in ((axes[0], epoch), (axes[1], fit)):
+            if series:
+                ax.plot(*zip(*series), marker="o", label=model)
+    for ax, title in zip(axes, ("seconds per epoch", "seconds per fit (early stopping)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training rows")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    figure.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
 
 
 def accuracy_section(records):
@@ -517,7 +590,7 @@ def problems_section(records):
     return ["## Skipped and failed runs", "", *lines, ""] if lines else []
 
 
-def render(records, source):
+def render(records, source, previous=(), plot_path=None, plot_link=None):
     started = sorted(r.get("started") for r in records if r.get("started"))
     lines = [
         "# Benchmarks",
@@ -531,10 +604,11 @@ def render(records, source):
         "models.",
         "",
     ]
-    lines += default_model_section(records, DEFAULT_MODEL)
+    lines += default_model_section(records, DEFAULT_MODEL, previous)
     accuracy = accuracy_section(records)
     if accuracy:
         lines += ["## Accuracy", "", *accuracy]
+    lines += scaling_section(records, plot_path, plot_link)
     lines += speed_section(records)
     lines += machines_section(records)
     lines += notes_section(records)
@@ -546,15 +620,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default=_common.DEFAULT_RESULTS_DIR)
     parser.add_argument("--out", default=os.path.join(_common.REPO_ROOT, "BENCHMARKS.md"))
+    parser.add_argument("--plot", help="PNG of the cost against rows (default: scaling.png in "
+                        "the results folder)")
     args = parser.parse_args(argv)
     records = load_records(args.results)
     if not records:
         print(f"No records in {args.results}; run benchmarks/accuracy.py first", file=sys.stderr)
         return 1
+    previous = load_records(os.path.join(args.results, SUPERSEDED_DIR))
+    plot = args.plot or os.path.join(args.results, "scaling.png")
+    link = os.path.relpath(plot, os.path.dirname(os.path.abspath(args.out)))
     source = os.path.relpath(args.results, _common.REPO_ROOT)
     if source.startswith(".."):
         source = args.results
-    text = render(records, source)
+    text = render(records, source, previous, plot, link)
     with open(args.out, "w", encoding="utf-8") as file:
         file.write(text)
     print(f"Wrote {args.out} from {len(records)} records")

@@ -15,11 +15,14 @@ categorical columns of 10 categories, as Adult-sized inputs): training throughpu
 GFLOP/s (matmul FLOPs counted analytically, backward = 2 × forward) as a share of the machine's
 float32 matmul GFLOP/s (2048 × 2048, measured in the same run on the same backend), and the
 process's peak RSS after training. rtdl's FT-Transformer (PyTorch, eager) is measured in the same
-process with the same sizes. TabR, configured as the estimators build it, with 26,048 stored
-rows (Adult's training split) searched exactly: training throughput and latency for batch 1
-and 4096 (no peer: no other Keras or PyTorch library ships TabR), next to the paper's TabR-S
-size (``d_main`` 265, 96 neighbours, no numeric embeddings; Gorishniy et al. 2024) trained
-the same way, which measures what the estimators' smaller TabR saves.
+process with the same sizes. TabR and TabM, configured as the estimators build them, on
+26,048 synthetic training rows (Adult's training split size; TabR stores at most 16,384 of them
+and searches them exactly, skipping each row's own): training throughput and latency for batch
+1 and 4096 (no peer: no other Keras or PyTorch library ships them); next to TabR searching
+every stored row with every key recomputed at each step (the paper's way, with 32 neighbours:
+the estimators' previous setting), the papers' sizes (TabR-S: ``d_main`` 265, 96 neighbours,
+no numeric embeddings; TabM: 32 members, 2 blocks of 512), and the estimators' TabR and TabM
+under the ``mixed_bfloat16`` policy, all trained the same way in the same process.
 
 Run once per backend (each writes its own records)::
 
@@ -33,6 +36,7 @@ gives a record without peer numbers and the reason, not an error.
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import sys
@@ -348,32 +352,55 @@ def model_records(config, batch, steps, machine, versions, peak, log):
     return records
 
 
-def tabr_record(config, context_rows, batch, steps, machine, versions, log,
-                implementation="tabattn TabR"):
-    """TabR with ``context_rows`` stored rows (Adult's training split has 26,048): training
-    step (with self-exclusion, and the estimators' optimizer) and prediction latency,
-    searching all stored rows exactly."""
+def tabular_model_record(name, config, rows, batch, steps, machine, versions, log,
+                         implementation=None, policy=None):
+    """TabR or TabM (``name``) built with ``config`` on ``rows`` synthetic training rows
+    (Adult's training split has 26,048): training step (TabR: with self-exclusion, the
+    training rows stored as its context; both with the estimators' optimizer) and prediction
+    latency, under the dtype policy ``policy`` (default float32)."""
     from tabattn.estimators import ESTIMATOR_OPTIMIZER_PARAMS
-    from tabattn.models import TabR
+    from tabattn.layers import compute_bins
+    from tabattn.models import TabM, TabR
 
-    inputs, y = synthetic_inputs(max(context_rows, 4096))
-    model = TabR(N_NUM, (CARD,) * N_CAT, d_out=1, num_classes=2, **config)
-    model.set_context({k: v[:context_rows] for k, v in inputs.items()}, y[:context_rows])
-    optimizer = dict(TabR.default_optimizer_config(), **ESTIMATOR_OPTIMIZER_PARAMS["tabr"])
-    model.compile(optimizer=model.make_optimizer(**optimizer),
-                  loss=keras.losses.BinaryCrossentropy(from_logits=True))
-    xb = {k: v[:batch] for k, v in inputs.items()}
-    xb["row_index"] = np.arange(batch, dtype="int32")
-    ms = median_ms(lambda: model.train_on_batch(xb, y[:batch]), 2, steps)
-    one = {k: v[:1] for k, v in inputs.items()}
-    big = {k: v[:4096] for k, v in inputs.items()}
-    lat1 = median_ms(lambda: model.predict_on_batch(one), 2, steps)
-    lat4096 = median_ms(lambda: model.predict_on_batch(big), 1, max(steps // 4, 1))
+    implementation = implementation or f"tabattn {'TabR' if name == 'tabr' else 'TabM'}"
+    if policy:
+        implementation += f" ({policy})"
+    inputs, y = synthetic_inputs(max(rows, 4096))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy or "float32")
+    try:
+        model_class = TabR if name == "tabr" else TabM
+        config = dict(config)
+        if config.get("numeric_embedding") == "piecewise":
+            config["bins"] = compute_bins(inputs["numeric"][:rows], n_bins=48)
+        model = model_class(N_NUM, (CARD,) * N_CAT, d_out=1, num_classes=2, **config)
+        xb = {k: v[:batch] for k, v in inputs.items()}
+        if name == "tabr":
+            kept = model.set_context({k: v[:rows] for k, v in inputs.items()}, y[:rows],
+                                     seed=0)
+            # Each training row's place among the stored rows, -1 where it is not stored.
+            position = np.searchsorted(kept, np.arange(batch))
+            stored = kept[np.minimum(position, len(kept) - 1)] == np.arange(batch)
+            xb["row_index"] = np.where(stored, position, -1).astype("int32")
+        optimizer = dict(model_class.default_optimizer_config(),
+                         **ESTIMATOR_OPTIMIZER_PARAMS[name])
+        model.compile(optimizer=model.make_optimizer(**optimizer),
+                      loss=keras.losses.BinaryCrossentropy(from_logits=True))
+        ms = median_ms(lambda: model.train_on_batch(xb, y[:batch]), 2, steps)
+        one = {k: v[:1] for k, v in inputs.items()}
+        big = {k: v[:4096] for k, v in inputs.items()}
+        lat1 = median_ms(lambda: model.predict_on_batch(one), 2, steps)
+        lat4096 = median_ms(lambda: model.predict_on_batch(big), 1, max(steps // 4, 1))
+    finally:
+        keras.config.set_dtype_policy(previous)
     record = {
         "kind": "speed_model", "backend": BACKEND, "machine": machine, "versions": versions,
-        "started": _common.now_utc(), "batch_size": batch, "config": config,
-        "optimizer": optimizer, "commit": _common.source_commit(),
-        "implementation": implementation, "status": "ok", "context_rows": context_rows,
+        "started": _common.now_utc(), "batch_size": batch,
+        "config": {k: v for k, v in config.items() if k != "bins"},
+        "optimizer": optimizer, "commit": _common.source_commit(), "dtype_policy": policy,
+        "implementation": implementation, "status": "ok", "training_rows": rows,
+        "file_key": re.sub(r"[^A-Za-z0-9]+", "_", implementation).strip("_"),
+        "context_rows": getattr(model, "context_rows", None),
         "train_step_ms": ms, "train_rows_per_s": batch / (ms / 1000),
         "latency_ms_batch_1": lat1, "latency_ms_batch_4096": lat4096,
         "framework": f"keras ({BACKEND}, jit)" if BACKEND != "torch" else "keras (torch, eager)",
@@ -398,14 +425,39 @@ def _model_record(base, implementation, step_ms, batch, lat1, lat4096, flops_row
 
 FT_DEFAULT = {"n_blocks": 3, "d_token": 192, "num_heads": 8}
 TABR_SMOKE = {"d_main": 16, "num_neighbors": 8}
+TABM_SMOKE = {"k": 4, "d_block": 16, "numeric_embedding": None}
 
 
-def _tabr_default():
-    """TabR as the estimators build it: paper defaults with the estimator's changes."""
+def _estimator_config(name):
+    """TabR or TabM as the estimators build it: paper defaults with the estimator's changes."""
     from tabattn.estimators import ESTIMATOR_MODEL_PARAMS
-    from tabattn.models import TabR
+    from tabattn.models import TabM, TabR
 
-    return dict(TabR.default_config(), **ESTIMATOR_MODEL_PARAMS["tabr"])
+    model_class = TabR if name == "tabr" else TabM
+    return dict(model_class.default_config(), **ESTIMATOR_MODEL_PARAMS[name])
+
+
+def _model_cases(smoke):
+    """``(name, config, implementation, policy)`` of the TabR and TabM measurements."""
+    from tabattn.models import TabM, TabR
+
+    if smoke:
+        return [("tabr", TABR_SMOKE, None, None), ("tabm", TABM_SMOKE, None, None)]
+    tabr, tabm = _estimator_config("tabr"), _estimator_config("tabm")
+    cases = [("tabr", tabr, None, None), ("tabm", tabm, None, None)]
+    # What the estimators' choices save: TabR searched with every stored row's key
+    # recomputed at each step (the paper's way, with the estimators' other settings), and
+    # the paper's sizes.
+    step = dict(tabr, context_refresh="step", max_context_rows=None, num_neighbors=32)
+    cases += [
+        ("tabr", step, "tabattn TabR (every key at every step, 32 neighbours)", None),
+        ("tabr", TabR.default_config(), "tabattn TabR-S (paper size)", None),
+    ]
+    if tabm != TabM.default_config():
+        cases.append(("tabm", TabM.default_config(), "tabattn TabM (paper size)", None))
+    # Mixed precision: kept only where it pays (see the estimators' comment).
+    cases += [("tabr", tabr, None, "mixed_bfloat16"), ("tabm", tabm, None, "mixed_bfloat16")]
+    return cases
 
 
 
@@ -434,19 +486,14 @@ def main(argv=None):
             print(f"matmul: {peak:.1f} GFLOP/s")
             records += model_records(config, batch, 2 if args.smoke else 20, machine,
                                      versions, peak, print)
-        context_rows, steps = (512, 2) if args.smoke else (26048, 20)
-        tabr_config = TABR_SMOKE if args.smoke else _tabr_default()
-        records.append(tabr_record(tabr_config, context_rows, batch, steps, machine, versions,
-                                   print))
-        if not args.smoke:  # the paper's size, to show what the estimators' changes save
-            from tabattn.models import TabR
-
-            records.append(tabr_record(TabR.default_config(), context_rows, batch, steps,
-                                       machine, versions, print,
-                                       implementation="tabattn TabR-S (paper size)"))
+        rows, steps = (512, 2) if args.smoke else (26048, 20)
+        for name, config, implementation, policy in _model_cases(args.smoke):
+            records.append(tabular_model_record(name, config, rows, batch, steps, machine,
+                                                versions, print, implementation, policy))
     for record in records:
         record["smoke"] = args.smoke
-        key = record.get("case") or record["implementation"].split(" (")[0].replace(" ", "_")
+        key = record.get("case") or record.get("file_key") or (
+            record["implementation"].split(" (")[0].replace(" ", "_"))
         suffix = record.get("pass", "").replace("+", "_")
         name = "__".join(filter(None, ["speed", key, suffix, BACKEND]))
         _common.write_record(out, name, record)
