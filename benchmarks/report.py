@@ -506,10 +506,12 @@ def speed_section(records):
         lines += [
             "### Models",
             "",
-            "FT-Transformer (paper default config) and TabR (the estimators' configuration, "
-            "searching 26,048 stored rows, Adult's training split size; `TabR-S (paper "
-            "size)`: the paper's d_main 265 and 96 neighbours without numeric embeddings, "
-            "trained the same way in the same process). "
+            "FT-Transformer (paper default config) next to rtdl's; TabR and TabM as the "
+            "estimators configure them, on 26,048 training rows (Adult's training split "
+            "size; TabR stores at most 16,384 of them), next to TabR searching every stored "
+            "row with every key recomputed at each step (the paper's way; 32 neighbours, as "
+            "the estimators' previous TabR), the papers' sizes, and `mixed_bfloat16`, each "
+            "trained the same way in the same process. "
             "Rows: the implementation, the framework it ran on, and the Keras backend of the "
             "process it was measured in. GFLOP/s count the matmuls analytically; the share is "
             "of the float32 matmul rate measured in the same process. Peak RSS is the whole "

@@ -85,7 +85,7 @@ def main():
 @click.option("--target", help="Target column (default for the bundled Adult data: income).")
 @click.option("--task", type=click.Choice(["classification", "regression"]),
               help="Override the task inferred from the target.")
-@click.option("--epochs", type=click.IntRange(min=1), default=100, show_default=True,
+@click.option("--epochs", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Maximum epochs (early stopping with patience 16 on validation loss).")
 @click.option("--time-limit", type=_AutoOr(float, 0), default="auto", show_default=True,
               help="Seconds from start to the end of training: no epoch starts that would "

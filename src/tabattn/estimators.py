@@ -164,7 +164,7 @@ class _TabularEstimator(BaseEstimator):
         self,
         model="auto",
         model_params=None,
-        epochs=100,
+        epochs=1000,
         batch_size="auto",
         learning_rate=None,
         weight_decay=None,
@@ -473,7 +473,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             values. With ``"numeric_embedding": "piecewise"`` (TabM's default; any model)
             the bins are computed from the training rows: ``"bins"`` may be ``"quantile"``
             (default) or ``"tree"``, and ``"n_bins"`` (default 48) sets their number.
-        epochs: maximum training epochs. Default 100.
+        epochs: maximum training epochs. Default 1000: in practice, until early stopping.
         batch_size: rows per step, or ``"auto"`` (default): 256, or on training splits of
             fewer than 4,096 rows the power of two (at least 32) that gives about 16 steps
             per epoch (``auto_batch_size``).
@@ -537,7 +537,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
 
     _task = "classification"
 
-    def __init__(self, model="auto", model_params=None, epochs=100, batch_size="auto",
+    def __init__(self, model="auto", model_params=None, epochs=1000, batch_size="auto",
                  learning_rate=None, weight_decay=None, patience=16, validation_fraction=0.2,
                  categorical=None, numeric=None, time_limit=None, class_weight=None,
                  random_state=None, verbose=1, ensemble_size=None, callbacks=None):

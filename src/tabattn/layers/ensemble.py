@@ -143,8 +143,37 @@ def _check_ensemble_input(layer, k, input_shape):
         )
 
 
+class _EnsembleLinear(keras.layers.Layer):
+    """What the two ensemble dense layers share: sizes, activation, bias, config."""
+
+    def __init__(self, units, k, activation=None, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = _checks.positive_int("units", units)
+        self.k = _checks.positive_int("k", k)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+
+    def _finish(self, outputs):
+        if self.bias is not None:
+            outputs = outputs + self.bias
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.k, self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            k=self.k,
+            activation=keras.activations.serialize(self.activation),
+            use_bias=self.use_bias,
+        )
+        return config
+
+
 @keras.saving.register_keras_serializable(package="tabattn")
-class BatchEnsembleDense(keras.layers.Layer):
+class BatchEnsembleDense(_EnsembleLinear):
     """BatchEnsemble linear layer: ``k`` dense layers that share one weight matrix.
 
     Member ``i`` computes ``y_i = activation(((x_i ⊙ r_i) W) ⊙ s_i + b_i)``: ``W`` (``d_in ×
@@ -215,11 +244,7 @@ class BatchEnsembleDense(keras.layers.Layer):
         r_chunks=None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.units = _checks.positive_int("units", units)
-        self.k = _checks.positive_int("k", k)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
+        super().__init__(units, k, activation=activation, use_bias=use_bias, **kwargs)
         self.r_initializer = _checks.one_of("r_initializer", r_initializer, SCALING_INITIALIZERS)
         self.s_initializer = _checks.one_of("s_initializer", s_initializer, SCALING_INITIALIZERS)
         self.r_chunks = _check_chunks("r_chunks", r_chunks)
@@ -254,21 +279,11 @@ class BatchEnsembleDense(keras.layers.Layer):
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype) * self.r
-        outputs = ops.matmul(x, self.kernel) * self.s
-        if self.bias is not None:
-            outputs = outputs + self.bias
-        return self.activation(outputs) if self.activation is not None else outputs
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.k, self.units)
+        return self._finish(ops.matmul(x, self.kernel) * self.s)
 
     def get_config(self):
         config = super().get_config()
         config.update(
-            units=self.units,
-            k=self.k,
-            activation=keras.activations.serialize(self.activation),
-            use_bias=self.use_bias,
             r_initializer=self.r_initializer,
             s_initializer=self.s_initializer,
             r_chunks=None if self.r_chunks is None else list(self.r_chunks),
@@ -277,7 +292,7 @@ class BatchEnsembleDense(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tabattn")
-class EnsembleDense(keras.layers.Layer):
+class EnsembleDense(_EnsembleLinear):
     """``k`` independent dense layers, one per ensemble member: ``y_i = x_i W_i + b_i``.
 
     Unlike ``BatchEnsembleDense`` nothing is shared: member ``i`` owns its whole ``(d_in,
@@ -314,13 +329,6 @@ class EnsembleDense(keras.layers.Layer):
         Gorishniy, Kotelnikov & Babenko, "TabM", ICLR 2025, §3 (``tabm.LinearEnsemble``).
     """
 
-    def __init__(self, units, k, activation=None, use_bias=True, **kwargs):
-        super().__init__(**kwargs)
-        self.units = _checks.positive_int("units", units)
-        self.k = _checks.positive_int("k", k)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-
     def build(self, input_shape):
         _check_ensemble_input(type(self).__name__, self.k, input_shape)
         d_in = input_shape[-1]
@@ -333,20 +341,6 @@ class EnsembleDense(keras.layers.Layer):
             self.bias = self.add_weight(name="bias", shape=(self.k, self.units), initializer=init)
 
     def call(self, inputs):
-        outputs = ops.einsum("bki,kio->bko", ops.cast(inputs, self.compute_dtype), self.kernel)
-        if self.bias is not None:
-            outputs = outputs + self.bias
-        return self.activation(outputs) if self.activation is not None else outputs
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.k, self.units)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            units=self.units,
-            k=self.k,
-            activation=keras.activations.serialize(self.activation),
-            use_bias=self.use_bias,
+        return self._finish(
+            ops.einsum("bki,kio->bko", ops.cast(inputs, self.compute_dtype), self.kernel)
         )
-        return config

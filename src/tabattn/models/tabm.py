@@ -16,10 +16,10 @@ from tabattn.layers.ensemble import (
     EnsembleView,
     scaling_initializer,
 )
+from tabattn.models._inputs import known_codes, numeric_embedding_options, table_columns
 from tabattn.models._optim import adamw_without_decay_on
 
 ARCH_TYPES = ("tabm", "tabm-mini")
-NUMERIC_EMBEDDINGS = (None, "piecewise", "periodic")
 CATEGORICAL_EMBEDDINGS = ("one-hot", "embedding")
 
 
@@ -143,20 +143,9 @@ class TabM(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(n_num_features, bool) or int(n_num_features) != n_num_features or (
-            n_num_features < 0
-        ):
-            raise ValueError(
-                "`n_num_features` must be a non-negative integer. "
-                f"Received: n_num_features={n_num_features!r}"
-            )
-        self.n_num_features = int(n_num_features)
-        self.categorical_cardinalities = tuple(
-            _checks.positive_int(f"categorical_cardinalities[{j}]", c)
-            for j, c in enumerate(categorical_cardinalities or ())
+        self.n_num_features, self.categorical_cardinalities = table_columns(
+            "TabM", n_num_features, categorical_cardinalities
         )
-        if self.n_num_features + len(self.categorical_cardinalities) == 0:
-            raise ValueError("TabM needs at least one numeric or categorical feature.")
         self.d_out = _checks.positive_int("d_out", d_out)
         self.num_classes = _checks.positive_int("num_classes", num_classes, allow_none=True)
         if self.num_classes is not None and (
@@ -170,8 +159,10 @@ class TabM(keras.Model):
             )
         self.k = _checks.positive_int("k", k)
         self.arch_type = _checks.one_of("arch_type", arch_type, ARCH_TYPES)
-        self.numeric_embedding = _checks.one_of(
-            "numeric_embedding", numeric_embedding, NUMERIC_EMBEDDINGS
+        (self.numeric_embedding, self.embedding_dim, self.n_frequencies,
+         self.frequency_init_scale) = numeric_embedding_options(
+            numeric_embedding, bins, self.n_num_features, embedding_dim, n_frequencies,
+            frequency_init_scale,
         )
         embedded = self.numeric_embedding is not None and self.n_num_features > 0
         self.n_blocks = (2 if embedded else 3) if n_blocks is None else _checks.positive_int(
@@ -179,18 +170,6 @@ class TabM(keras.Model):
         )
         self.d_block = _checks.positive_int("d_block", d_block)
         self.dropout = _checks.rate("dropout", dropout)
-        if (bins is None) == (self.numeric_embedding == "piecewise" and self.n_num_features > 0):
-            raise ValueError(
-                '`bins` must be given with numeric_embedding="piecewise" (and numeric '
-                "features), and only then: e.g. bins=compute_bins(x_train_numeric). "
-                f"Received: numeric_embedding={numeric_embedding!r}, "
-                f"bins={'None' if bins is None else 'given'}"
-            )
-        self.embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
-        self.n_frequencies = _checks.positive_int("n_frequencies", n_frequencies)
-        self.frequency_init_scale = _checks.positive_float(
-            "frequency_init_scale", frequency_init_scale
-        )
         self.categorical_embedding = _checks.one_of(
             "categorical_embedding", categorical_embedding, CATEGORICAL_EMBEDDINGS
         )
@@ -300,11 +279,7 @@ class TabM(keras.Model):
                     f"TabM was built for {len(self.categorical_cardinalities)} categorical "
                     "features; the inputs have no 'categorical' entry."
                 )
-            codes = ops.cast(categorical, "int32")
-            # A code outside 0..cardinality is an unseen category: code 0 (as documented).
-            known = ops.logical_and(codes >= 0, codes <= ops.convert_to_tensor(
-                self.categorical_cardinalities, dtype="int32"))
-            codes = ops.where(known, codes, 0)
+            codes = known_codes(categorical, self.categorical_cardinalities)
             if self.categorical_embedding == "one-hot":
                 parts.extend(
                     ops.one_hot(codes[:, j], c + 1, dtype=self.compute_dtype)

@@ -12,6 +12,7 @@ from keras import ops
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from tabattn.layers.row import RetrievalAttention
+from tabattn.models._inputs import known_codes, numeric_embedding_options, table_columns
 from tabattn.models._optim import adamw_without_decay_on
 
 _REFRESH_MODES = ("epoch", "rolling", "step")
@@ -238,20 +239,9 @@ class TabR(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(n_num_features, bool) or int(n_num_features) != n_num_features or (
-            n_num_features < 0
-        ):
-            raise ValueError(
-                "`n_num_features` must be a non-negative integer. "
-                f"Received: n_num_features={n_num_features!r}"
-            )
-        self.n_num_features = int(n_num_features)
-        self.categorical_cardinalities = tuple(
-            _checks.positive_int(f"categorical_cardinalities[{j}]", c)
-            for j, c in enumerate(categorical_cardinalities or ())
+        self.n_num_features, self.categorical_cardinalities = table_columns(
+            "TabR", n_num_features, categorical_cardinalities
         )
-        if self.n_num_features + len(self.categorical_cardinalities) == 0:
-            raise ValueError("TabR needs at least one numeric or categorical feature.")
         self.d_out = _checks.positive_int("d_out", d_out)
         self.num_classes = _checks.positive_int("num_classes", num_classes, allow_none=True)
         self.num_neighbors = _checks.positive_int("num_neighbors", num_neighbors)
@@ -270,20 +260,10 @@ class TabR(keras.Model):
         self.context_dropout = _checks.rate("context_dropout", context_dropout)
         self.dropout0 = _checks.rate("dropout0", dropout0)
         self.dropout1 = _checks.rate("dropout1", dropout1)
-        self.numeric_embedding = _checks.one_of(
-            "numeric_embedding", numeric_embedding, (None, "periodic", "piecewise")
-        )
-        if (bins is None) == (self.numeric_embedding == "piecewise" and self.n_num_features > 0):
-            raise ValueError(
-                '`bins` must be given with numeric_embedding="piecewise" (and numeric '
-                "features), and only then. Received: "
-                f"numeric_embedding={numeric_embedding!r}, "
-                f"bins={'None' if bins is None else 'given'}"
-            )
-        self.embedding_dim = _checks.positive_int("embedding_dim", embedding_dim)
-        self.n_frequencies = _checks.positive_int("n_frequencies", n_frequencies)
-        self.frequency_init_scale = _checks.positive_float(
-            "frequency_init_scale", frequency_init_scale
+        (self.numeric_embedding, self.embedding_dim, self.n_frequencies,
+         self.frequency_init_scale) = numeric_embedding_options(
+            numeric_embedding, bins, self.n_num_features, embedding_dim, n_frequencies,
+            frequency_init_scale,
         )
         self.context_refresh = _checks.one_of("context_refresh", context_refresh, _REFRESH_MODES)
         self.num_candidates = _checks.positive_int(
@@ -596,11 +576,7 @@ class TabR(keras.Model):
         if self.linear is not None:
             x = self.linear(self._embed_numeric(numeric) if embedded is None else embedded)
         if self.categorical_cardinalities:
-            codes = ops.cast(categorical, "int32")
-            # A code outside 0..cardinality is an unseen category: code 0 (as documented).
-            known = ops.logical_and(codes >= 0, codes <= ops.convert_to_tensor(
-                self.categorical_cardinalities, dtype="int32"))
-            codes = ops.where(known, codes, 0)
+            codes = known_codes(categorical, self.categorical_cardinalities)
             cat = None
             if self._one_hot_columns:
                 # A one-hot matmul, not a gather: XLA's CPU gather copies rows one by one and
