@@ -213,12 +213,12 @@ def default_model_section(records, default_model, previous=()):
         "(lower is better); training time is the mean wall time of one fit, and per 1,000 "
         "training rows. " + budgets + " The last columns give the estimators' other models "
         + ("and the previous default (TabR searching every stored row at every step, "
-           "superseded; its runs are kept in `benchmarks/results/superseded/`) " if before
-           else "") + "on the same seeds where they ran.",
+           "superseded; its runs are kept in `benchmarks/results/superseded/`; mean over all "
+           "its seeds) " if before else "") + "on the same seeds where they ran.",
         "",
-        f"| dataset | metric | {default_model} | LightGBM | difference | better | train (s) "
-        "| s per 1,000 rows | LightGBM train (s) | " + " | ".join(columns) + " |",
-        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(columns),
+        f"| dataset | metric | {default_model} | LightGBM | difference | better | seeds "
+        "| train (s) | s per 1,000 rows | LightGBM train (s) | " + " | ".join(columns) + " |",
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(columns),
     ]
     for dataset, (mine, theirs, metric, a, b, tie, better) in compared.items():
         digits = _digits(metric, b)
@@ -233,7 +233,8 @@ def default_model_section(records, default_model, previous=()):
             cells.append(alternative(before.get(dataset, []), metric, digits))
         lines.append(
             f"| {dataset} | {metric} | {a:.{digits}f} | {b:.{digits}f} | {a - b:+.{digits}f} | "
-            f"{'tie' if tie else 'tabattn' if better else 'LightGBM'} | {seconds:.1f} | "
+            f"{'tie' if tie else 'tabattn' if better else 'LightGBM'} | {len(seeds)} | "
+            f"{seconds:.1f} | "
             f"{per_1000:.1f} | {mean_std([r['train_seconds'] for r in theirs])[0]:.1f} | "
             + " | ".join(cells) + " |"
         )

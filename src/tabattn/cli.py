@@ -42,8 +42,9 @@ class _AutoOr(click.ParamType):
         return number
 
 
-# --time-limit auto: the training time tabattn's default model is designed to need at most
-# (BENCHMARKS.md, "Default model").
+# --time-limit auto: the training time the default model aims at. On tables of more than a
+# few thousand rows TabR needs longer to reach early stopping (BENCHMARKS.md, "Default
+# model") and is stopped at the limit with its best epoch so far.
 AUTO_SECONDS, AUTO_SECONDS_PER_1000_ROWS = 30.0, 5.0
 
 

@@ -64,8 +64,9 @@ ESTIMATOR_OPTIMIZER_PARAMS = {
 # rows, where an ensemble's lower variance matters most and TabM's 32 members cost little
 # (credit_g and penguins: more accurate than five TabR models averaged, in a third to half
 # of their time); TabR above, where the nearest training rows carry the signal (California
-# housing, seed 0: RMSE 0.407 in 133 s against TabM's 0.432 in 632 s) and TabM's cost per row
-# (32 MLPs) would dominate.
+# housing, seed 0: RMSE 0.385 against 0.432 for TabM with k=32 and d_block=256) and TabM's
+# cost per row (32 MLPs) dominates: at the estimators' sizes TabR trains 3.9x the rows per
+# second of TabM (BENCHMARKS.md, "Models").
 AUTO_TABM_MAX_ROWS = 2000
 
 
