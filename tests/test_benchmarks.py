@@ -231,8 +231,8 @@ def test_report_states_each_target_and_whether_it_is_reached():
     assert "- california_housing: a whole fit in 90 s, against at most 95 s" in text
     assert "training rows): **reached**." in text
     assert "- adult: a whole fit in 200 s, against at most 160 s" in text
-    # 200 s over 26 (thousand) training rows
-    assert "| adult | accuracy | 0.8600 | 0.8700 | -0.0100 | LightGBM | 200.0 | 7.7 |" in text
+    # two seeds; 200 s over 26 (thousand) training rows
+    assert "| adult | accuracy | 0.8600 | 0.8700 | -0.0100 | LightGBM | 2 | 200.0 | 7.7 |" in text
     assert "| 0.8500 |" in text  # TabM's column
     # diamonds has no run of the default model: it counts as not beaten.
     assert "1 of 3 (1 without a run of the default model): **not reached**." in text
