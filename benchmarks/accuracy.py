@@ -80,11 +80,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 from tabattn.data import TabularPreprocessor, infer_task, read_table  # noqa: E402
-from tabattn.estimators import (  # noqa: E402
-    classification_metrics,
-    probabilities_from_logits,
-    regression_metrics,
-)
+from tabattn.targets import target_for_task  # noqa: E402
 
 DATA_ENV = "TABATTN_BENCH_DATA"
 DEFAULT_DATA_DIR = os.path.join(os.path.dirname(_common.REPO_ROOT), "shared", "datasets")
@@ -232,14 +228,19 @@ def make_split(name, frame, target, task, official, seed, max_rows=None):
     return Split(name, task, target, X_train, X_val, X_test, y_train, y_val, y_test, official)
 
 
-# --- metrics ------------------------------------------------------------------------------
+# --- targets and metrics ------------------------------------------------------------------
+def fitted_target(split):
+    """The estimators' target object (``tabattn.targets``) fitted on the training labels:
+    class indices or the standardised target for training, probabilities or values back."""
+    return target_for_task(split.task).fit(split.y_train)
+
+
 def evaluate(split, output):
     """Test metrics from class probabilities ``(n, n_classes)`` or regression predictions."""
     if split.task == "classification":
-        proba = np.clip(np.asarray(output, dtype="float64"), 0.0, 1.0)
-        proba = proba / proba.sum(axis=1, keepdims=True)
-        return classification_metrics(split.y_test, proba, split.classes)
-    return regression_metrics(split.y_test, output)
+        output = np.clip(np.asarray(output, dtype="float64"), 0.0, 1.0)
+        output = output / output.sum(axis=1, keepdims=True)
+    return fitted_target(split).evaluate(split.y_test, output)
 
 
 def class_index(split, y):
@@ -270,11 +271,6 @@ def tree_inputs(split, seed):
         return out
 
     return frame(split.X_train), frame(split.X_val), frame(split.X_test)
-
-
-def standardise(split):
-    mean, std = float(np.mean(split.y_train)), float(np.std(split.y_train)) or 1.0
-    return mean, std
 
 
 # --- models -------------------------------------------------------------------------------
@@ -328,20 +324,9 @@ def run_mlp(split, seed, budget):
         return np.concatenate(parts, axis=1).astype("float32")
 
     x_train, x_val, x_test = matrix(train), matrix(val), matrix(test)
-    if split.task == "classification":
-        n_classes = len(split.classes)
-        d_out = 1 if n_classes == 2 else n_classes
-        t_train, t_val = class_index(split, split.y_train), class_index(split, split.y_val)
-        if n_classes == 2:
-            loss = keras.losses.BinaryCrossentropy(from_logits=True)
-            t_train, t_val = t_train[:, None].astype("float32"), t_val[:, None].astype("float32")
-        else:
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    else:
-        d_out, loss = 1, keras.losses.MeanSquaredError()
-        mean, std = standardise(split)
-        t_train = ((split.y_train - mean) / std).astype("float32")[:, None]
-        t_val = ((split.y_val - mean) / std).astype("float32")[:, None]
+    target = fitted_target(split)
+    d_out, loss = target.d_out, target.loss()
+    t_train, t_val = target.encode(split.y_train), target.encode(split.y_val)
     layers = [keras.Input((x_train.shape[1],))]
     for units in budget.mlp_layers:
         layers += [keras.layers.Dense(units, activation="relu"), keras.layers.Dropout(0.1)]
@@ -362,10 +347,7 @@ def run_mlp(split, seed, budget):
     if stop.best_weights is not None:
         model.set_weights(stop.best_weights)
     raw = np.asarray(model.predict(x_test, batch_size=4096, verbose=0), dtype="float64")
-    if split.task == "classification":
-        output = probabilities_from_logits(raw)
-    else:
-        output = raw[:, 0] * std + mean
+    output = target.decode(raw)
     losses = history.history["val_loss"]
     return {
         "output": output,
@@ -381,23 +363,16 @@ def run_rtdl_ft(split, seed, budget):
 
     torch.manual_seed(seed)
     pre, train, val, test = neural_inputs(split, seed)
-    if split.task == "classification":
-        n_classes = len(split.classes)
-        d_out = 1 if n_classes == 2 else n_classes
-        targets = [class_index(split, y) for y in (split.y_train, split.y_val)]
-        if n_classes == 2:
-            loss_fn = torch.nn.functional.binary_cross_entropy_with_logits
-            targets = [torch.as_tensor(t, dtype=torch.float32)[:, None] for t in targets]
-        else:
-            loss_fn = torch.nn.functional.cross_entropy
-            targets = [torch.as_tensor(t) for t in targets]
+    target = fitted_target(split)
+    d_out = target.d_out
+    targets = [torch.as_tensor(target.encode(y)) for y in (split.y_train, split.y_val)]
+    if split.task == "regression":
+        loss_fn = torch.nn.functional.mse_loss
+    elif d_out == 1:
+        loss_fn = torch.nn.functional.binary_cross_entropy_with_logits
     else:
-        d_out, loss_fn = 1, torch.nn.functional.mse_loss
-        mean, std = standardise(split)
-        targets = [
-            torch.as_tensor((y - mean) / std, dtype=torch.float32)[:, None]
-            for y in (split.y_train, split.y_val)
-        ]
+        loss_fn = torch.nn.functional.cross_entropy
+        targets = [t.long() for t in targets]
     kwargs = rtdl.FTTransformer.get_default_kwargs()
     if budget.ft_config:  # smoke: the same reduced size as tabattn's
         kwargs.update(
@@ -463,10 +438,7 @@ def run_rtdl_ft(split, seed, budget):
             break
     model.load_state_dict(best_state)
     raw = predict(x_test, len(split.y_test)).numpy().astype("float64")
-    if split.task == "classification":
-        output = probabilities_from_logits(raw)
-    else:
-        output = raw[:, 0] * std + mean
+    output = target.decode(raw)
     return {
         "output": output,
         "epochs": epochs,

@@ -83,7 +83,7 @@ def test_predict_and_evaluate(fitted_run, adult_csv, tmp_path):
     assert result.exit_code == 0, result.output
     table = pd.read_csv(predictions)
     data = pd.read_csv(adult_csv)
-    expected = tabattn.load(out).predict_proba(data)
+    expected = tabattn.load(out).predict_proba(data.drop(columns=["income", "split"]))
     assert list(table.columns) == ["prediction", "proba_<=50K", "proba_>50K"]
     np.testing.assert_allclose(table["proba_>50K"], expected[:, 1], rtol=1e-6)
     result = CliRunner().invoke(main, ["evaluate", str(out), str(adult_csv), "--target", "income"])
@@ -120,7 +120,7 @@ def _bad_inputs(tmp_path):
         "empty file": ([str(tmp_path / "empty.csv"), "--target", "y"], "empty"),
         "no target": ([_write(tmp_path, frame), "--target", "z"], "Target column 'z' not found"),
         "target all NaN": ([_write(tmp_path, all_nan, "n.csv"), "--target", "y"], "no values"),
-        "single class": ([_write(tmp_path, single, "s.csv"), "--target", "y"], "single class"),
+        "only one class": ([_write(tmp_path, single, "s.csv"), "--target", "y"], "only one class"),
         "non-numeric": ([_write(tmp_path, strings, "t.csv"), "--target", "y", "--numeric", "x"],
                         "'x' holds non-numeric values"),
         "inf": ([_write(tmp_path, infinite, "i.csv"), "--target", "y"], "infinite"),
@@ -132,7 +132,7 @@ def _bad_inputs(tmp_path):
 
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "unreadable file", "empty file", "no target", "target all NaN", "single class", "non-numeric",
+    ["missing file", "unreadable file", "empty file", "no target", "target all NaN", "only one class", "non-numeric",
      "inf", "no target given", "unknown column"],
 )
 def test_bad_input_is_a_clear_error_and_leaves_no_output(case, tmp_path):

