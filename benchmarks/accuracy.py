@@ -79,7 +79,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
-from tabattn.data import TabularPreprocessor, infer_task, read_table  # noqa: E402
+from tabattn.data import TabularPreprocessor, infer_task, read_table, split_rows  # noqa: E402
 from tabattn.targets import target_for_task  # noqa: E402
 
 DATA_ENV = "TABATTN_BENCH_DATA"
@@ -190,35 +190,24 @@ def load_dataset(path, target=None):
 
 
 def make_split(name, frame, target, task, official, seed, max_rows=None):
-    """Per-seed 64/16/20 split (stratified for classification); official test split kept."""
-    rng_state = seed
+    """Per-seed 64/16/20 split (stratified for classification); official test split kept:
+    ``tabattn.data.split_rows``, as ``tabattn fit`` splits."""
     stratify = (lambda y: y) if task == "classification" else (lambda y: None)
-    if official:
+    if max_rows and official:  # smoke: a slice with the official proportions
         is_test = frame[SPLIT_COLUMN].astype(str) == "test"
         train_val, test = frame[~is_test], frame[is_test]
-        if max_rows:  # smoke: a slice with the official proportions
-            n_test = max(int(max_rows * len(test) / len(frame)), 20)
-            test = test.sample(min(n_test, len(test)), random_state=rng_state)
-            train_val = train_val.sample(
-                min(max_rows - len(test), len(train_val)), random_state=rng_state
-            )
-        train, val = train_test_split(
-            train_val, test_size=0.2, random_state=rng_state,
-            stratify=stratify(train_val[target]),
+        n_test = max(int(max_rows * len(test) / len(frame)), 20)
+        test = test.sample(min(n_test, len(test)), random_state=seed)
+        train_val = train_val.sample(min(max_rows - len(test), len(train_val)), random_state=seed)
+        frame = pd.concat([train_val, test])
+    elif max_rows and len(frame) > max_rows:
+        frame, _ = train_test_split(
+            frame, train_size=max_rows, random_state=seed, stratify=stratify(frame[target])
         )
-    else:
-        if max_rows and len(frame) > max_rows:
-            frame, _ = train_test_split(
-                frame, train_size=max_rows, random_state=rng_state, stratify=stratify(frame[target])
-            )
-        train_val, test = train_test_split(
-            frame, test_size=0.2, random_state=rng_state, stratify=stratify(frame[target])
-        )
-        train, val = train_test_split(
-            train_val, test_size=0.2, random_state=rng_state,
-            stratify=stratify(train_val[target]),
-        )
-    features = [c for c in frame.columns if c != target and not (official and c == SPLIT_COLUMN)]
+    train, val, test, _ = split_rows(
+        frame, target, task, seed, split_column=SPLIT_COLUMN if official else None
+    )
+    features = [c for c in train.columns if c != target]
 
     def xy(part):
         part = part.reset_index(drop=True)

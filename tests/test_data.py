@@ -141,3 +141,22 @@ def test_read_table_formats_and_errors(frame, tmp_path):
     (tmp_path / "t.xlsx").write_text("x")
     with pytest.raises(ValueError, match="Unsupported file type"):
         read_table(tmp_path / "t.xlsx")
+
+
+def test_split_rows_official_column_or_random_stratified():
+    import pandas as pd
+
+    from tabattn.data import split_rows
+
+    frame = pd.DataFrame({"x": range(100), "y": ["a", "b"] * 50,
+                          "split": ["train"] * 80 + ["test"] * 20})
+    train, validation, test, how = split_rows(frame, "y", "classification", seed=0)
+    assert how == "column 'split'" and len(test) == 20 and len(validation) == 16
+    assert "split" not in train.columns and set(test["x"]) == set(range(80, 100))
+    assert sorted(train["x"].tolist() + validation["x"].tolist()) == list(range(80))
+    train, validation, test, how = split_rows(frame.drop(columns="split"), "y", "classification", 1)
+    assert how == "random 20%" and (len(train), len(validation), len(test)) == (64, 16, 20)
+    assert (test["y"] == "a").sum() == 10  # stratified
+    frame.loc[3, "split"] = None
+    with pytest.raises(ValueError, match="has no value in 1 of 100 rows"):
+        split_rows(frame, "y", "classification", 0, split_column="split")

@@ -23,7 +23,6 @@ except ImportError as error:  # pragma: no cover
     raise ImportError("The tabattn CLI needs click. Install it with: pip install 'tabattn[cli]'") from error
 
 BUNDLED_TARGET = "income"
-_SPLIT_VALUES = {"train", "test"}
 
 
 class _AutoOr(click.ParamType):
@@ -310,8 +309,6 @@ def _check_backup(out, resume):
 
 def _prepare_fit(data, target, task, drop, split_column, seed, out, params):
     """Read and split the data: the unfitted estimator, the splits, the task and the target."""
-    from sklearn.model_selection import train_test_split
-
     from tabattn import data as tdata
     from tabattn.estimators import TabularClassifier, TabularRegressor
 
@@ -326,15 +323,14 @@ def _prepare_fit(data, target, task, drop, split_column, seed, out, params):
         frame = tdata.read_table(data)
     frame = _drop_columns(tdata.drop_missing_target(frame, target), drop, target, data)
     task = task or tdata.infer_task(frame[target])
-    train, test, split_used = _train_test(frame, target, split_column, task, seed)
-    X_train, y_train = train.drop(columns=[target]), train[target]
-    stratify = y_train if task == "classification" else None
-    X_fit, X_val, y_fit, y_val = train_test_split(
-        X_train, y_train, test_size=0.2, random_state=seed, stratify=stratify
+    train, validation, test, split_used = tdata.split_rows(
+        frame, target, task, seed, split_column
     )
+    X_fit, y_fit = train.drop(columns=[target]), train[target]
+    X_val, y_val = validation.drop(columns=[target]), validation[target]
     click.echo(
         f"Task: {task}; rows: {len(X_fit)} train, {len(X_val)} validation, {len(test)} test "
-        f"({split_used}); features: {X_train.shape[1]}"
+        f"({split_used}); features: {X_fit.shape[1]}"
     )
     class_weight = params.pop("class_weight")
     if task == "classification":
@@ -406,47 +402,6 @@ def _parse_model_params(text):
             f"expected a JSON object, received {text!r}", param_hint="--model-params"
         )
     return params
-
-
-def _train_test(frame, target, split_column, task, seed):
-    name = f"--split-column {split_column!r}"
-    if split_column is None and "split" in frame.columns and target != "split":
-        values = set(frame["split"].dropna().astype(str).unique())
-        if values == _SPLIT_VALUES:
-            split_column = "split"
-            name = "Column 'split' (the train/test split, as it holds 'train' and 'test')"
-    if split_column is not None:
-        if split_column not in frame.columns:
-            raise ValueError(f"{name} is not a column. Available: {list(frame.columns)}")
-        if split_column == target:
-            raise ValueError(f"{name} is the target; choose another --split-column")
-        missing = int(frame[split_column].isna().sum())
-        if missing:
-            raise ValueError(
-                f"{name} has no value in {missing} of {len(frame)} rows: fill them with 'train' "
-                "or 'test', or drop those rows"
-            )
-        split = frame[split_column].astype(str)
-        other = ~split.isin(_SPLIT_VALUES)
-        if other.any():
-            raise ValueError(
-                f"{name} must hold only 'train' and 'test', but {int(other.sum())} rows hold "
-                f"other values: {sorted(split[other].unique())[:5]}. Change them to 'train' or "
-                "'test', or choose another --split-column"
-            )
-        rest = frame.drop(columns=[split_column])
-        train, test = rest[split == "train"], rest[split == "test"]
-        if len(train) == 0 or len(test) == 0:
-            raise ValueError(
-                f"{name} leaves no {'train' if len(train) == 0 else 'test'} rows; it needs both "
-                "'train' and 'test' rows"
-            )
-        return train, test, f"column {split_column!r}"
-    from sklearn.model_selection import train_test_split
-
-    stratify = frame[target] if task == "classification" else None
-    train, test = train_test_split(frame, test_size=0.2, random_state=seed, stratify=stratify)
-    return train, test, "random 20%"
 
 
 def _write_importances(estimator, directory):

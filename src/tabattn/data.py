@@ -180,6 +180,80 @@ def target_mask(target, name=None):
     return ~missing
 
 
+SPLIT_VALUES = ("train", "test")
+
+
+def split_rows(frame, target, task, seed, split_column=None, validation_fraction=0.2,
+               test_fraction=0.2):
+    """Train, validation and test rows of a table: the split the CLI and the benchmarks use.
+
+    The test rows are those marked ``"test"`` in ``split_column`` (by default a column named
+    ``split`` that holds exactly ``"train"`` and ``"test"``, as Adult's official split), or
+    else a random ``test_fraction`` of the rows. Then a random ``validation_fraction`` of the
+    remaining rows is held out for early stopping. Random splits are stratified on the target
+    for classification and repeatable with ``seed``.
+
+    Args:
+        frame: pandas DataFrame with the target column and no missing target.
+        target: name of the target column.
+        task: ``"classification"`` or ``"regression"``.
+        seed: integer seed of the random splits.
+        split_column: column of ``"train"``/``"test"`` values, or ``None`` (see above).
+
+    Returns:
+        ``(train, validation, test, description)``: three DataFrames (the split column left
+        out) and a few words on where the test rows came from.
+
+    Raises:
+        ValueError: ``split_column`` is not a column, is the target, has missing values or
+            values other than ``"train"`` and ``"test"``, or leaves no train or no test rows.
+    """
+    from sklearn.model_selection import train_test_split
+
+    name = f"--split-column {split_column!r}"
+    if split_column is None and "split" in frame.columns and target != "split":
+        if set(frame["split"].dropna().astype(str).unique()) == set(SPLIT_VALUES):
+            split_column = "split"
+            name = "Column 'split' (the train/test split, as it holds 'train' and 'test')"
+    stratify = (lambda part: part[target]) if task == "classification" else (lambda part: None)
+    if split_column is not None:
+        if split_column not in frame.columns:
+            raise ValueError(f"{name} is not a column. Available: {list(frame.columns)}")
+        if split_column == target:
+            raise ValueError(f"{name} is the target; choose another --split-column")
+        missing = int(frame[split_column].isna().sum())
+        if missing:
+            raise ValueError(
+                f"{name} has no value in {missing} of {len(frame)} rows: fill them with 'train' "
+                "or 'test', or drop those rows"
+            )
+        split = frame[split_column].astype(str)
+        other = ~split.isin(SPLIT_VALUES)
+        if other.any():
+            raise ValueError(
+                f"{name} must hold only 'train' and 'test', but {int(other.sum())} rows hold "
+                f"other values: {sorted(split[other].unique())[:5]}. Change them to 'train' or "
+                "'test', or choose another --split-column"
+            )
+        rest = frame.drop(columns=[split_column])
+        train, test = rest[split == "train"], rest[split == "test"]
+        if len(train) == 0 or len(test) == 0:
+            raise ValueError(
+                f"{name} leaves no {'train' if len(train) == 0 else 'test'} rows; it needs both "
+                "'train' and 'test' rows"
+            )
+        description = f"column {split_column!r}"
+    else:
+        train, test = train_test_split(
+            frame, test_size=test_fraction, random_state=seed, stratify=stratify(frame)
+        )
+        description = f"random {test_fraction:.0%}"
+    train, validation = train_test_split(
+        train, test_size=validation_fraction, random_state=seed, stratify=stratify(train)
+    )
+    return train, validation, test, description
+
+
 def drop_missing_target(frame, target):
     """Drop rows whose ``target`` is NaN, warning with the count.
 
