@@ -21,6 +21,10 @@ import tabattn
 from tabattn import cli
 from tabattn.cli import main
 
+# The CLI's handling of files, folders and errors does not depend on the backend; training
+# and resuming are tested on each backend in test_estimators.py and test_estimator_inputs.py.
+pytestmark = pytest.mark.torch_only
+
 FAST = ["--model", "tabm", "--model-params", '{"k": 2, "d_block": 8, "n_blocks": 1}',
         "--epochs", "2", "--verbose", "0"]
 

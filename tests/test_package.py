@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import keras
+import pytest
 
 import tabattn
 
@@ -40,3 +41,38 @@ def test_lazy_attributes():
         assert "no_such_thing" in str(error)
     else:
         raise AssertionError("expected AttributeError")
+
+
+PRINT_BACKEND = "import tabattn, keras; print(keras.backend.backend())"
+
+
+def _backend_in_clean_process(tmp_path, config=None, **env):
+    """The backend of ``import tabattn`` in a new process with its own HOME."""
+    home = tmp_path / f"home{len(list(tmp_path.iterdir()))}"
+    (home / ".keras").mkdir(parents=True)
+    if config is not None:
+        (home / ".keras" / "keras.json").write_text(config)
+    clean = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "KERAS_HOME")}
+    result = subprocess.run(
+        [sys.executable, "-c", PRINT_BACKEND], capture_output=True, text=True, timeout=300,
+        env=dict(clean, HOME=str(home), **env),
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip().splitlines()[-1], result.stderr
+
+
+@pytest.mark.torch_only  # the backend of the test process does not matter
+def test_import_chooses_an_installed_backend_when_kerass_is_missing(tmp_path):
+    # Keras's configured backend is not installed here: tabattn picks JAX and says so.
+    backend, log = _backend_in_clean_process(tmp_path, '{"backend": "openvino"}')
+    assert backend == "jax"
+    assert log.count("Keras's configured backend 'openvino' is not installed; using 'jax'") == 1
+
+
+@pytest.mark.torch_only
+def test_import_keeps_the_users_backend(tmp_path):
+    backend, log = _backend_in_clean_process(tmp_path, '{"backend": "openvino"}',
+                                             KERAS_BACKEND="torch")
+    assert backend == "torch" and "tabattn:" not in log
+    backend, log = _backend_in_clean_process(tmp_path)  # Keras's default, installed here
+    assert backend == "tensorflow" and "tabattn:" not in log
