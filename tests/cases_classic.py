@@ -30,6 +30,10 @@ CASES = [
          (floats(4, 6, 5),), returns_scores=True),
     Case("RelativePositionalAttention/padding-mask", lambda: L.RelativePositionalAttention(6),
          (floats(4, 5, 6),), {"mask": _mask(4, 5)}, returns_scores=True),
+    Case("RelativePositionalAttention/cross+mask",
+         lambda: L.RelativePositionalAttention(8, max_relative_position=2, num_heads=2),
+         (floats(4, 3, 6), floats(4, 5, 7), floats(4, 5, 9)), {"mask": _mask(4, 5)},
+         returns_scores=True),
     # Bahdanau and Luong always return (context, weights); their weights are checked in
     # test_classic_mechanisms.py.
     Case("BahdanauAttention/mask", lambda: L.BahdanauAttention(8),

@@ -149,20 +149,23 @@ def test_dot_product_shape_errors(shapes, message):
 
 
 # --- RelativePositionalAttention ----------------------------------------------------------
-def reference_relative(layer, x, mask=None):
+def reference_relative(layer, x, mask=None, key=None, value=None):
     """Shaw et al. §3, written with a loop over (query, key) pairs for the relative terms."""
-    def project(dense):
-        bias = _np(dense.bias) if dense.bias is not None else 0.0
-        return np.einsum("btd,dhk->bthk", x, _np(dense.kernel)) + bias
+    key = x if key is None else key
+    value = key if value is None else value
 
-    q, k, v = project(layer.query_dense), project(layer.key_dense), project(layer.value_dense)
+    def project(dense, tokens):
+        bias = _np(dense.bias) if dense.bias is not None else 0.0
+        return np.einsum("btd,dhk->bthk", tokens, _np(dense.kernel)) + bias
+
+    q = project(layer.query_dense, x)
+    k, v = project(layer.key_dense, key), project(layer.value_dense, value)
     table_k, table_v = _np(layer.relative_key_embeddings), _np(layer.relative_value_embeddings)
     clip = layer.max_relative_position
-    length = x.shape[1]
-    rel_k = np.zeros((length, length, layer.head_dim), "float32")
+    rel_k = np.zeros((x.shape[1], key.shape[1], layer.head_dim), "float32")
     rel_v = np.zeros_like(rel_k)
-    for i in range(length):
-        for j in range(length):
+    for i in range(x.shape[1]):
+        for j in range(key.shape[1]):
             row = min(max(j - i, -clip), clip) + clip
             rel_k[i, j], rel_v[i, j] = table_k[row], table_v[row]
     logits = np.einsum("bihd,bjhd->bhij", q, k) + np.einsum("bihd,ijd->bhij", q, rel_k)
@@ -185,6 +188,31 @@ def _randomise_relative_tables(layer, rng):
     # Glorot-initialised tables are small; larger ones make the relative terms visible.
     for table in (layer.relative_key_embeddings, layer.relative_value_embeddings):
         table.assign(rng.normal(size=table.shape).astype("float32"))
+
+
+def test_relative_cross_attention_matches_reference(rng):
+    # The classic call: 4 query positions attend to 7 key/value positions of other sizes.
+    query = rng.normal(size=(3, 4, 5)).astype("float32")
+    key = rng.normal(size=(3, 7, 6)).astype("float32")
+    value = rng.normal(size=(3, 7, 3)).astype("float32")
+    mask = rng.random((3, 7)) > 0.3
+    mask[:, 0] = True
+    layer = RelativePositionalAttention(8, max_relative_position=2, num_heads=2)
+    layer.build(query.shape, key.shape, value.shape)
+    _randomise_relative_tables(layer, rng)
+    outputs, scores = layer(query, key, value, mask=mask, return_attention_scores=True)
+    expected, expected_probs = reference_relative(layer, query, mask, key, value)
+    assert outputs.shape == (3, 4, 8) and scores.shape == (3, 2, 4, 7)
+    np.testing.assert_allclose(_np(outputs), expected, atol=1e-5)
+    np.testing.assert_allclose(_np(scores), expected_probs, atol=1e-6)
+    with pytest.raises(ValueError, match="`value` was given without `key`"):
+        layer(query, value=value)
+
+
+def test_relative_classic_call_on_one_sequence_is_self_attention(tokens):
+    layer = RelativePositionalAttention(8, max_relative_position=2, num_heads=2)
+    np.testing.assert_allclose(_np(layer(tokens, tokens, tokens)), _np(layer(tokens)),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("num_heads, clip", [(1, 10), (2, 2)])  # clip=2 < seq_len - 1

@@ -349,11 +349,13 @@ class MultiHeadAttention(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tabattn")
 class RelativePositionalAttention(keras.layers.Layer):
-    """Multi-head self-attention with learned relative position representations.
+    """Multi-head attention with learned relative position representations.
 
-    The tokens are projected to queries, keys and values of ``num_heads`` heads of size
-    ``head_dim = embedding_dim // num_heads``. The distance ``j - i`` from query ``i`` to key
-    ``j`` is clipped to ``[-max_relative_position, max_relative_position]`` and looks up two
+    Self-attention as ``layer(inputs)``; attention from a query sequence to a key/value
+    sequence as ``layer(query, key, value)`` (the classic call; ``value`` defaults to ``key``,
+    and the two sequences may differ in length). The tokens are projected to queries, keys
+    and values of ``num_heads`` heads of size ``head_dim = embedding_dim // num_heads``. The
+    distance ``j - i`` from query position ``i`` to key position ``j`` is clipped to ``[-max_relative_position, max_relative_position]`` and looks up two
     learned vectors of size ``head_dim``, ``a^K_ij`` and ``a^V_ij``, shared by all heads. Each
     head computes ``e_ij = q_i · (k_j + a^K_ij) / √head_dim``, ``α_i = softmax_j(e_ij)`` and
     ``z_i = Σ_j α_ij (v_j + a^V_ij)``; the heads are concatenated and projected back to
@@ -377,27 +379,30 @@ class RelativePositionalAttention(keras.layers.Layer):
         **kwargs: standard ``keras.layers.Layer`` arguments (``name``, ``dtype``, ...).
 
     Call arguments:
-        inputs: float tensor ``(batch_size, seq_len, input_dim)``; the layer attends within
-            it (self-attention).
-        mask: optional boolean tensor, either a padding mask ``(batch_size, seq_len)`` over
-            the keys or a full mask broadcastable to ``(batch_size, seq_len, seq_len)``.
+        inputs: the queries, float tensor ``(batch_size, seq_len, input_dim)``; without
+            ``key`` the layer attends within it (self-attention).
+        key: optional float tensor ``(batch_size, key_len, key_dim)`` to attend to.
+        value: optional float tensor ``(batch_size, key_len, value_dim)``; default ``key``.
+        mask: optional boolean tensor, either a padding mask ``(batch_size, key_len)`` over
+            the keys or a full mask broadcastable to ``(batch_size, seq_len, key_len)``.
             ``True`` means "may attend". A query whose every key is masked gets a zero
-            attention context (its output is the output projection's bias), not NaN. A
-            Keras mask carried by ``inputs`` (e.g. from ``Embedding(mask_zero=True)``) is
-            used as the padding mask and passed on to the output.
+            attention context (its output is the output projection's bias), not NaN. In
+            self-attention a Keras mask carried by ``inputs`` (e.g. from
+            ``Embedding(mask_zero=True)``) is used as the padding mask and passed on to the
+            output.
         training: whether dropout is applied.
         return_attention_scores: if ``True``, also return the attention probabilities.
 
     Returns:
         ``outputs`` of shape ``(batch_size, seq_len, embedding_dim)``; with
         ``return_attention_scores=True``, ``(outputs, attention_scores)`` where
-        ``attention_scores`` has shape ``(batch_size, num_heads, seq_len, seq_len)``, dtype
+        ``attention_scores`` has shape ``(batch_size, num_heads, seq_len, key_len)``, dtype
         float32, and sums to 1 over the last axis (0 for fully masked queries).
 
     Raises:
         ValueError: if ``embedding_dim``, ``max_relative_position`` or ``num_heads`` is not a
             positive integer, ``embedding_dim % num_heads != 0``, ``dropout`` is outside
-            [0, 1), or the input is not of rank 3.
+            [0, 1), an input is not of rank 3, or ``value`` is given without ``key``.
 
     Example:
 
@@ -431,9 +436,18 @@ class RelativePositionalAttention(keras.layers.Layer):
             )
         self.dropout = _checks.rate("dropout", dropout)
         self.head_dim = self.embedding_dim // self.num_heads
+        self._cross_call = False
 
-    def build(self, input_shape):
-        _checks.rank("inputs", input_shape, 3, type(self).__name__)
+    def build(self, inputs_shape, key_shape=None, value_shape=None):
+        name = type(self).__name__
+        input_shape = inputs_shape
+        _checks.rank("inputs", input_shape, 3, name)
+        if key_shape is None and value_shape is not None:
+            raise ValueError(f"{name}: `value` was given without `key`; pass both or neither")
+        key_shape = input_shape if key_shape is None else key_shape
+        value_shape = key_shape if value_shape is None else value_shape
+        _checks.rank("key", key_shape, 3, name)
+        _checks.rank("value", value_shape, 3, name)
         heads = (None, self.num_heads, self.head_dim)
         kwargs = dict(equation="btd,dhk->bthk", output_shape=heads, dtype=self.dtype_policy)
         self.query_dense = keras.layers.EinsumDense(name="query", bias_axes="hk", **kwargs)
@@ -448,8 +462,9 @@ class RelativePositionalAttention(keras.layers.Layer):
             name="output",
             dtype=self.dtype_policy,
         )
-        for dense in (self.query_dense, self.key_dense, self.value_dense):
-            dense.build(input_shape)
+        self.query_dense.build(input_shape)
+        self.key_dense.build(key_shape)
+        self.value_dense.build(value_shape)
         self.output_dense.build((None, None, self.num_heads, self.head_dim))
         num_distances = 2 * self.max_relative_position + 1
         self.relative_key_embeddings = self.add_weight(
@@ -460,23 +475,30 @@ class RelativePositionalAttention(keras.layers.Layer):
         )
         self.dropout_layer = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
-    def _relative_indices(self, length):
-        """``(length, length)`` rows of the embedding tables: ``clip(j - i, ±k) + k``."""
-        positions = ops.arange(length)
-        distance = positions[None, :] - positions[:, None]
+    def _relative_indices(self, query_len, key_len):
+        """``(query_len, key_len)`` rows of the embedding tables: ``clip(j - i, ±k) + k``."""
+        distance = ops.arange(key_len)[None, :] - ops.arange(query_len)[:, None]
         k = self.max_relative_position
         return ops.clip(distance, -k, k) + k
 
-    def call(self, inputs, mask=None, training=None, return_attention_scores=False):
+    def call(self, inputs, key=None, value=None, mask=None, training=None,
+             return_attention_scores=False):
+        if key is None and value is not None:
+            raise ValueError(
+                f"{type(self).__name__}: `value` was given without `key`; pass both or neither"
+            )
+        self._cross_call = key is not None
         if mask is not None:
             # A tensor without the Keras mask that `inputs` may carry: the mask is handled
             # here, and the projections would warn that they drop it.
             inputs = ops.copy(inputs)
-        q = self.query_dense(inputs)  # (batch, T, heads, head_dim)
-        k = self.key_dense(inputs)
-        v = self.value_dense(inputs)
+        key = inputs if key is None else key
+        value = key if value is None else value
+        q = self.query_dense(inputs)  # (batch, Tq, heads, head_dim)
+        k = self.key_dense(key)  # (batch, Tk, heads, head_dim)
+        v = self.value_dense(value)
         length = ops.shape(inputs)[1]
-        indices = self._relative_indices(length)
+        indices = self._relative_indices(length, ops.shape(key)[1])
         rel_k = ops.take(self.relative_key_embeddings, indices, axis=0)  # (T, T, head_dim)
         rel_v = ops.take(self.relative_value_embeddings, indices, axis=0)
         q32 = ops.cast(q, "float32")
@@ -494,24 +516,27 @@ class RelativePositionalAttention(keras.layers.Layer):
         return outputs
 
     def compute_mask(self, inputs, mask=None):
-        # A padding mask still marks the padded tokens of the output; a full mask does not.
-        if mask is None or len(mask.shape) != 2:
+        # In self-attention a padding mask still marks the padded tokens of the output; a
+        # full mask, or a mask over another sequence's keys, does not. (Keras passes only
+        # the first input here, so the call records which kind it was.)
+        if mask is None or self._cross_call or len(mask.shape) != 2:
             return None
         return mask
 
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.embedding_dim,)
+    def compute_output_shape(self, inputs_shape, key_shape=None, value_shape=None):
+        return tuple(inputs_shape[:-1]) + (self.embedding_dim,)
 
     def compute_output_spec(
-        self, inputs, mask=None, training=None, return_attention_scores=False
+        self, inputs, key=None, value=None, mask=None, training=None,
+        return_attention_scores=False,
     ):
         outputs = keras.KerasTensor(
             self.compute_output_shape(inputs.shape), dtype=self.compute_dtype
         )
         if not return_attention_scores:
             return outputs
-        length = inputs.shape[1]
-        scores_shape = (inputs.shape[0], self.num_heads, length, length)
+        key_len = (inputs if key is None else key).shape[1]
+        scores_shape = (inputs.shape[0], self.num_heads, inputs.shape[1], key_len)
         return outputs, keras.KerasTensor(scores_shape, dtype="float32")
 
     def get_config(self):
