@@ -73,6 +73,11 @@ def test_fit_writes_model_metrics_and_importances(fitted_run, adult_csv):
     assert (out / "feature_importance.png").read_bytes()[:4] == b"\x89PNG"
     assert "Keras backend:" in output and "Most important features" in output
     assert "2 models averaged" in output
+    # What the model is worth beside a guess, and why training ended.
+    assert metrics["baseline"]["accuracy"] == pytest.approx(majority)
+    assert len(metrics["stopped_by"]) == 2
+    assert set(metrics["stopped_by"]) <= {"early stopping", "time limit", "epochs"}
+    assert "baseline" in output and "(test; majority class)" in output and "stopped by" in output
     assert "test" in output and "roc_auc" in output
 
 

@@ -217,8 +217,9 @@ def main():
 @click.option("--resume", is_flag=True,
               help="Go on from the last epoch of an interrupted fit into --out (run with the "
                    "same arguments; training state is saved after every epoch).")
-@click.option("--verbose", type=click.IntRange(0, 2), default=1, show_default=True,
-              help="0 silent, 1 progress bar, 2 one line per epoch.")
+@click.option("--verbose", type=click.IntRange(0, 2), default=None,
+              help="0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
+                   "terminal, 2 when the output goes to a file or pipe).")
 def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble_size,
         learning_rate, model_params, categorical, numeric, drop, split_column, class_weight,
         seed, out, resume, verbose):
@@ -226,6 +227,8 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble
     held-out test split, and save the model, metrics and feature importances."""
     started = time.monotonic()
     model_params = _parse_model_params(model_params)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
     if resume and out is None:
         raise click.UsageError("--resume needs the --out of the interrupted fit")
     backend = _select_backend()
@@ -360,7 +363,9 @@ def _train(estimator, splits, staging):
 
     estimator.fit(*splits["train"], eval_set=splits["validation"])
     metrics = {name: evaluation_metrics(estimator, X, y) for name, (X, y) in splits.items()}
+    metrics["baseline"] = _baseline_metrics(estimator, splits["train"][1], splits["test"][1])
     metrics.update(
+        stopped_by=estimator.stop_reasons_,
         rows={name: len(y) for name, (_, y) in splits.items()},
         epochs=len(estimator.history_["loss"]), best_epoch=estimator.best_epoch_,
         ensemble_size=len(estimator.models_),
@@ -430,17 +435,38 @@ def _write_importances(estimator, directory):
     return table
 
 
+def _baseline_metrics(estimator, y_train, y_test):
+    """Test metrics of the prediction that ignores the features: the training classes'
+    frequencies (the majority class wins), or the training mean."""
+    import numpy as np
+
+    target = estimator.target_
+    n = len(y_test)
+    if estimator.target_.task == "classification":
+        counts = np.asarray([(np.asarray(y_train) == c).sum() for c in target.classes_], float)
+        output = np.tile(counts / counts.sum(), (n, 1))
+    else:
+        output = np.full(n, float(np.mean(target._numbers(y_train))))
+    return target.evaluate(y_test, output)
+
+
 def _print_results(metrics, importances):
     names = list(metrics["test"])
     click.echo("")
     click.echo(f"{'split':<12}" + "".join(f"{n:>10}" for n in names))
     for split in ("train", "validation", "test"):
         click.echo(f"{split:<12}" + "".join(f"{metrics[split][n]:>10.4f}" for n in names))
+    baseline = metrics["baseline"]
+    click.echo(f"{'baseline':<12}" + "".join(
+        f"{baseline[n]:>10.4f}" if n in baseline else f"{'':>10}" for n in names
+    ) + "   (test; " + ("majority class" if "accuracy" in names else "training mean") + ")")
     trained = f"{metrics['epochs']} epochs (best {metrics['best_epoch']})"
     if metrics["ensemble_size"] > 1:
         trained = (f"{metrics['ensemble_size']} models averaged, epochs "
                    + ", ".join(map(str, metrics["member_epochs"])))
-    click.echo(f"\n{trained}, {metrics['seconds']:.0f} s on {metrics['backend']}")
+    stopped = ", ".join(dict.fromkeys(metrics["stopped_by"]))
+    click.echo(f"\n{trained}, stopped by {stopped}; {metrics['seconds']:.0f} s on "
+               f"{metrics['backend']}")
     click.echo("\nMost important features:")
     for row in importances.head(10).itertuples():
         click.echo(f"  {row.feature:<24}{row.importance:.4f}")

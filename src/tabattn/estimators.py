@@ -199,6 +199,7 @@ class _TimeLimit(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.start = time.monotonic()
         self.durations = []
+        self.stopped = False
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.monotonic()
@@ -209,6 +210,7 @@ class _TimeLimit(keras.callbacks.Callback):
         next_epoch = max(self.durations[1:] or self.durations)
         if now - self.start + next_epoch > self.seconds:
             self.model.stop_training = True
+            self.stopped = True
 
 
 def _piecewise_bins(bins, n_bins, inputs, targets, regression):
@@ -533,7 +535,7 @@ class _TabularEstimator(BaseEstimator):
         """Train ``models_`` (one per ensemble member) within ``time_limit``."""
         model_class = _MODELS[self.model_name_]
         size = self._ensemble_size(len(train.target))
-        self.models_, self.histories_ = [], []
+        self.models_, self.histories_, self.stop_reasons_ = [], [], []
         for member in range(size):
             seconds = None
             if self.time_limit:
@@ -545,7 +547,10 @@ class _TabularEstimator(BaseEstimator):
             if member and self.random_state is not None:
                 keras.utils.set_random_seed((self.random_state + member) % 2**32)
             member_started = time.monotonic()
-            model, history = self._trained_member(member) or self._fit_member(
+            trained = self._trained_member(member)
+            if trained is not None:
+                self.stop_reasons_.append("resumed from a finished backup")
+            model, history = trained or self._fit_member(
                 model_class, config, inputs_train, train, inputs_val, validation, seconds,
                 member,
             )
@@ -625,8 +630,10 @@ class _TabularEstimator(BaseEstimator):
             callbacks.insert(0, swap_ema)
         if self.random_state is not None:
             callbacks.insert(0, _EpochSeed((self.random_state + member) % 2**32))
+        time_limit = None
         if seconds is not None:
-            callbacks.append(_TimeLimit(seconds))
+            time_limit = _TimeLimit(seconds)
+            callbacks.append(time_limit)
         backup = None
         if self.backup_dir is not None:
             backup = _TrainingBackup(self._member_backup(member), early_stopping, swap_ema)
@@ -647,6 +654,12 @@ class _TabularEstimator(BaseEstimator):
         # EarlyStopping restored the best epoch's weights when training ended, whatever ended
         # it (after Keras wrote the last moving average into the model); TabR's own callback
         # then recomputed the stored keys with them.
+        if early_stopping.stopped_epoch > 0:
+            self.stop_reasons_.append("early stopping")
+        elif time_limit is not None and time_limit.stopped:
+            self.stop_reasons_.append("time limit")
+        else:
+            self.stop_reasons_.append("epochs")
         if backup is None:
             return model, {k: [float(v) for v in vals] for k, vals in history.history.items()}
         # The epochs before an interruption too; then the finished model, for a resumed fit.
@@ -803,6 +816,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         (``"tabm"``, ``"tabr"`` or ``"ft_transformer"``), ``classes_``, ``n_features_in_``,
         ``feature_names_in_`` (DataFrame input only), ``histories_`` (one Keras history
         dict per model), ``history_`` and ``best_epoch_`` (the first model's),
+        ``stop_reasons_`` (why each model's training ended: ``"early stopping"``,
+        ``"time limit"`` or ``"epochs"``; not kept by ``save``),
         ``feature_importances_`` (one per input column, non-negative,
         summing to 1, computed on at most 2,048 validation rows: for the FT-Transformer the
         attention importance of Gorishniy et al. 2021 §5.3, a missing-value flag counting
