@@ -336,3 +336,22 @@ def test_bad_ensemble_size(rng, size):
     X, y = rng.normal(size=(20, 2)), [0, 1] * 10
     with pytest.raises(ValueError, match=r"The 'ensemble_size' parameter .* must be an int"):
         TabularClassifier(ensemble_size=size, verbose=0).fit(X, y)
+
+
+def test_permutation_importances_report_their_spread_and_noise(rng, tmp_path):
+    n = 400
+    X = pd.DataFrame({"signal": rng.normal(size=n), "noise": rng.normal(size=n)})
+    y = np.where(X["signal"] > 0, "a", "b")
+    clf = TabularClassifier(model="tabm", model_params=TABM_SMALL, epochs=15, verbose=0,
+                            random_state=0).fit(X, y)
+    importances = dict(zip(X.columns, clf.feature_importances_))
+    assert importances["signal"] > 0.8 and not clf.feature_importances_noise_
+    assert clf.feature_importances_std_.shape == (2,)
+    clf.save(tmp_path / "m")
+    loaded = tabattn.load(tmp_path / "m")
+    np.testing.assert_allclose(loaded.feature_importances_std_, clf.feature_importances_std_)
+    # A target unrelated to the columns: nothing stands out from the shuffles' noise.
+    unrelated = rng.choice(["a", "b"], n)
+    clf = TabularClassifier(model="tabm", model_params=TABM_SMALL, epochs=2, verbose=0,
+                            random_state=0).fit(X, unrelated)
+    assert clf.feature_importances_noise_

@@ -365,6 +365,7 @@ def _train(estimator, splits, staging):
     metrics = {name: evaluation_metrics(estimator, X, y) for name, (X, y) in splits.items()}
     metrics["baseline"] = _baseline_metrics(estimator, splits["train"][1], splits["test"][1])
     metrics.update(
+        feature_importances_noise=estimator.feature_importances_noise_,
         stopped_by=estimator.stop_reasons_,
         rows={name: len(y) for name, (_, y) in splits.items()},
         epochs=len(estimator.history_["loss"]), best_epoch=estimator.best_epoch_,
@@ -418,17 +419,22 @@ def _write_importances(estimator, directory):
 
     table = pd.DataFrame(
         {"feature": estimator._columns, "importance": estimator.feature_importances_}
-    ).sort_values("importance", ascending=False, ignore_index=True)
+    )
+    if estimator.feature_importances_std_ is not None:
+        table["std"] = estimator.feature_importances_std_
+    table = table.sort_values("importance", ascending=False, ignore_index=True)
     table.to_csv(os.path.join(directory, "feature_importance.csv"), index=False)
     shown = table.head(30).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.2))
-    ax.barh(shown["feature"], shown["importance"], color="#3b75af")
+    ax.barh(shown["feature"], shown["importance"], color="#3b75af",
+            xerr=shown["std"] if "std" in shown else None)
     if estimator.model_name_ == "ft_transformer":
         ax.set_xlabel("importance ([CLS] attention, averaged over heads, blocks and rows)")
         ax.set_title("FT-Transformer feature importance")
     else:
-        ax.set_xlabel("importance (score drop when the column is shuffled, normalised)")
-        ax.set_title("TabR permutation feature importance")
+        ax.set_xlabel("importance (loss of log loss or R² when the column is shuffled, "
+                      "normalised; bars: spread over 4 shuffles)")
+        ax.set_title("Permutation feature importance")
     fig.tight_layout()
     fig.savefig(os.path.join(directory, "feature_importance.png"), dpi=120)
     plt.close(fig)
@@ -468,6 +474,9 @@ def _print_results(metrics, importances):
     click.echo(f"\n{trained}, stopped by {stopped}; {metrics['seconds']:.0f} s on "
                f"{metrics['backend']}")
     click.echo("\nMost important features:")
+    if metrics["feature_importances_noise"]:
+        click.echo("  (no column's importance stands out from the noise of shuffling: read "
+                   "this ranking as uninformative)")
     for row in importances.head(10).itertuples():
         click.echo(f"  {row.feature:<24}{row.importance:.4f}")
 

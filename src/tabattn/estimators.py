@@ -23,6 +23,8 @@ try:
     from narwhals.dependencies import is_into_dataframe, is_into_series
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
     from sklearn.inspection import permutation_importance
+    from sklearn.metrics import log_loss as sk_log_loss
+    from sklearn.metrics import make_scorer
     from sklearn.model_selection import train_test_split
     from sklearn.utils._param_validation import Interval, StrOptions
     from sklearn.utils.class_weight import compute_class_weight
@@ -673,6 +675,7 @@ class _TabularEstimator(BaseEstimator):
         return None if split.weights is None else split.weights.astype("float32")
 
     def _column_importances(self, inputs, validation, max_rows=2048):
+        self.feature_importances_std_, self.feature_importances_noise_ = None, False
         if not hasattr(self.model_, "feature_importances"):
             return self._permutation_importances(validation, max_rows)
         inputs = {k: v[:max_rows] for k, v in inputs.items()}
@@ -685,16 +688,28 @@ class _TabularEstimator(BaseEstimator):
     def _permutation_importances(self, validation, max_rows):
         # Models without attention over features (TabR, TabM): the drop of ``score`` when a
         # column is shuffled, clipped at 0 and normalised like the attention importances.
-        X_val = validation.frame.iloc[:max_rows]
+        # A proper score (log loss, R²), not accuracy, which ignores confidence and is flat on
+        # small tables; several shuffles give each column's spread.
+        X_val = validation.frame.iloc[:max_rows // 2]
         if not hasattr(self, "feature_names_in_"):
             X_val = X_val.set_axis(range(X_val.shape[1]), axis=1)  # as fitted: no names
+        scoring = "r2" if self._task == "regression" else make_scorer(
+            sk_log_loss, greater_is_better=False, response_method="predict_proba",
+            labels=self.classes_,
+        )
         result = permutation_importance(
-            self, X_val, validation.target.iloc[:max_rows], n_repeats=1,
+            self, X_val, validation.target.iloc[:max_rows // 2], n_repeats=4, scoring=scoring,
             random_state=0 if self.random_state is None else self.random_state,
         )
-        drops = np.clip(result.importances_mean, 0.0, None)
+        mean, std = np.nan_to_num(result.importances_mean), np.nan_to_num(result.importances_std)
+        self.feature_importances_noise_ = not bool((mean > 2 * std + 1e-12).any())
+        drops = np.clip(mean, 0.0, None)
         total = drops.sum()
-        return drops / total if total > 0 else np.full(len(drops), 1.0 / len(drops))
+        if total <= 0:
+            self.feature_importances_std_ = np.zeros(len(drops))
+            return np.full(len(drops), 1.0 / len(drops))
+        self.feature_importances_std_ = std / total
+        return drops / total
 
     # --- prediction ------------------------------------------------------------------------
     def _inputs(self, X):
@@ -733,6 +748,11 @@ class _TabularEstimator(BaseEstimator):
             "best_epoch": self.best_epoch_,
             "model_name": self.model_name_,
             "feature_importances": self.feature_importances_.tolist(),
+            "feature_importances_std": (
+                None if self.feature_importances_std_ is None
+                else self.feature_importances_std_.tolist()
+            ),
+            "feature_importances_noise": self.feature_importances_noise_,
             "target": self.target_.to_dict(),
             "keras_backend": keras.backend.backend(),
         }
@@ -821,9 +841,13 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         ``feature_importances_`` (one per input column, non-negative,
         summing to 1, computed on at most 2,048 validation rows: for the FT-Transformer the
         attention importance of Gorishniy et al. 2021 §5.3, a missing-value flag counting
-        for its column; for TabM and TabR the drop of ``score`` when the column is shuffled, from
-        ``sklearn.inspection.permutation_importance``, clipped at 0 and normalised),
-        ``preprocessor_``.
+        for its column; for TabM and TabR the drop of the log loss (classification) or R²
+        (regression) when the column is shuffled, from
+        ``sklearn.inspection.permutation_importance`` over 4 shuffles of at most 1,024 rows,
+        clipped at 0 and normalised), ``feature_importances_std_`` (the spread of those
+        drops over the shuffles, normalised alike; ``None`` for attention importances),
+        ``feature_importances_noise_`` (``True`` when no column's drop exceeds twice its
+        spread: the importances cannot be told apart from noise), ``preprocessor_``.
 
     Example:
 
@@ -997,6 +1021,9 @@ def load(path):
         estimator.best_epoch_ = state["best_epoch"]
         estimator.model_name_ = state.get("model_name", "ft_transformer")
         estimator.feature_importances_ = np.asarray(state["feature_importances"])
+        std = state.get("feature_importances_std")
+        estimator.feature_importances_std_ = None if std is None else np.asarray(std)
+        estimator.feature_importances_noise_ = bool(state.get("feature_importances_noise"))
         estimator._load_target(state["target"])
     except (KeyError, TypeError, IndexError, AttributeError) as error:
         raise ValueError(
