@@ -12,6 +12,8 @@ Missing values and unseen data:
   in the training data;
 - categorical NaN and categories not seen in training: code 0;
 - ``inf``/``-inf`` in a numeric column: ``ValueError`` (they are almost always a bug upstream);
+  so are finite values beyond ±1e300 (``MAX_ABS_VALUE``), which overflow in arithmetic;
+- a column with no value in any training row: ``ValueError`` naming it;
 - NaN in the target: those rows are dropped, with a warning that says how many (an error if
   every row's target is NaN).
 """
@@ -36,6 +38,9 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 FORMAT_VERSION = 1
 _MAX_CLASSES_FOR_INTEGER_TARGET = 20
+# Larger magnitudes overflow float64 in sums and differences (medians, quantiles, standard
+# scores): numeric columns and regression targets beyond it are refused.
+MAX_ABS_VALUE = 1e300
 
 
 class ColumnWarning(UserWarning):
@@ -281,7 +286,8 @@ def _misleading(series, role):
     values = series.dropna()
     if len(values) == 0:
         return None
-    text = values.iloc[:1000].map(str) if role == "categorical" else None
+    # Plain text (a pandas categorical would keep its dtype through map).
+    text = values.iloc[:1000].astype(str).astype(object) if role == "categorical" else None
     if text is not None and not pd.api.types.is_bool_dtype(series):
         if text.map(lambda v: bool(_DATE.fullmatch(v))).mean() >= 0.9:
             return ("holds dates as text, which become unrelated categories; parse them into "
@@ -362,6 +368,12 @@ class TabularPreprocessor:
                 self.categorical_columns_.append(column)
         if not self.feature_names_in_:
             raise ValueError("The table has no feature columns besides the target")
+        empty = [c for c in self.feature_names_in_ if frame[c].isna().all()]
+        if empty:
+            raise ValueError(
+                f"Column(s) {empty} have no value in any of the {len(frame)} training rows: "
+                "drop them, or fill them in"
+            )
         for column in self.feature_names_in_:
             if column in forced_cat or column in forced_num:
                 continue  # the user chose its role
@@ -470,6 +482,13 @@ class TabularPreprocessor:
                 raise ValueError(
                     f"Numeric column {column!r} holds {int(np.isinf(values).sum())} infinite "
                     "values; replace them (e.g. with NaN) before training or predicting."
+                )
+            huge = np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE
+            if huge.any():
+                raise ValueError(
+                    f"Numeric column {column!r} holds {int(huge.sum())} values too large to "
+                    f"compute with (beyond ±{MAX_ABS_VALUE:g}, near the largest float); "
+                    "rescale the column (e.g. take its logarithm)"
                 )
             columns.append(values)
         if not columns:

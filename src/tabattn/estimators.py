@@ -462,7 +462,9 @@ class _TabularEstimator(BaseEstimator):
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, frame, ensure_non_negative=True)
         keep = target_mask(target)
-        frame, target = frame.loc[keep].reset_index(drop=True), target[keep].reset_index(drop=True)
+        frame = frame.loc[keep].reset_index(drop=True)
+        # Without its missing values a target may be of one type (e.g. bools) again.
+        target = target[keep].reset_index(drop=True).infer_objects()
         weights = None if weights is None else weights[keep.to_numpy()]
         if len(target) < 2:
             raise ValueError(
@@ -478,7 +480,7 @@ class _TabularEstimator(BaseEstimator):
             keep_val = target_mask(target_val)
             return _Split(frame, target, weights), _Split(
                 frame_val.loc[keep_val].reset_index(drop=True),
-                target_val[keep_val].reset_index(drop=True),
+                target_val[keep_val].reset_index(drop=True).infer_objects(),
             )
         parts = train_test_split(
             *(a for a in (frame, target, weights) if a is not None),

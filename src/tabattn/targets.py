@@ -127,14 +127,23 @@ class RegressionTarget:
         """Learn the mean and std of ``y`` (numbers, no missing values).
 
         Raises:
-            ValueError: non-numeric or infinite values.
+            ValueError: non-numeric or infinite values, or values beyond ±1e300.
         """
+        from tabattn.data import MAX_ABS_VALUE
+
         values = self._numbers(y)
         infinite = int(np.isinf(values).sum())
         if infinite:
             raise ValueError(
                 f"The regression target holds {infinite} infinite values; replace or drop "
                 "those rows"
+            )
+        huge = int((np.abs(values) > MAX_ABS_VALUE).sum())
+        if huge:
+            raise ValueError(
+                f"The regression target holds {huge} values too large to compute with "
+                f"(beyond ±{MAX_ABS_VALUE:g}, near the largest float); rescale it (e.g. take "
+                "its logarithm)"
             )
         # Scaled first, so that values beyond 1e154 do not overflow the variance.
         scale = float(np.abs(values).max()) or 1.0

@@ -563,8 +563,9 @@ def compute_bins(x, n_bins=48, y=None, regression=None, tree_kwargs=None):
             ``{"min_samples_leaf": 64}``); ``max_leaf_nodes`` is set to ``n_bins``.
 
     Returns:
-        A list with one 1-D float64 array per feature: strictly increasing edges, at least
-        2 and at most ``n_bins + 1`` of them (feature ``j`` has ``len(edges) - 1`` bins).
+        A list with one 1-D float64 array per feature: strictly increasing edges, also once
+        rounded to float32 (of edges closer than that, the first is kept), at least 2 and at
+        most ``n_bins + 1`` of them (feature ``j`` has ``len(edges) - 1`` bins).
 
     Raises:
         ValueError: if ``x`` is not 2-D or not finite, ``n_bins`` is not an integer >= 2,
@@ -620,7 +621,7 @@ def compute_bins(x, n_bins=48, y=None, regression=None, tree_kwargs=None):
                 f"Received: y=None, regression={regression!r}, tree_kwargs={tree_kwargs!r}"
             )
         quantiles = np.linspace(0.0, 1.0, n_bins + 1)
-        return [np.unique(np.quantile(column, quantiles)) for column in x.T]
+        return [_distinct_in_float32(np.quantile(column, quantiles)) for column in x.T]
 
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
@@ -652,8 +653,17 @@ def compute_bins(x, n_bins=48, y=None, regression=None, tree_kwargs=None):
         tree = tree_class(max_leaf_nodes=n_bins, **tree_kwargs).fit(column[:, None], y).tree_
         is_split = tree.children_left != tree.children_right  # leaves have both set to -1
         edges = [column.min(), column.max(), *tree.threshold[is_split]]
-        bins.append(np.unique(np.asarray(edges, dtype="float64")))
+        bins.append(_distinct_in_float32(edges))
     return bins
+
+
+def _distinct_in_float32(edges):
+    # The layers compute in float32, where edges closer than its precision (ties in a
+    # quantile-transformed integer column) would coincide: keep the first of those.
+    edges = np.unique(np.asarray(edges, dtype="float64"))
+    rounded = edges.astype("float32")
+    edges = edges[np.concatenate([[True], rounded[1:] > rounded[:-1]])]
+    return edges if len(edges) >= 2 else np.array([edges[0] - 0.5, edges[0] + 0.5])
 
 
 @keras.saving.register_keras_serializable(package="tabattn")
