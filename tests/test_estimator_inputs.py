@@ -192,3 +192,12 @@ def test_an_interrupted_fit_resumes_to_the_same_model(rng, tmp_path):
         np.testing.assert_allclose(resumed.history_[key], values, rtol=1e-5, err_msg=key)
     np.testing.assert_allclose(resumed.predict(X), expected.predict(X), rtol=1e-5, atol=1e-6)
     assert not backup.exists()
+
+
+@pytest.mark.torch_only
+def test_nan_in_a_list_of_labels_is_missing(rng):
+    X = rng.normal(size=(22, 2))
+    y = ["a", "b"] * 10 + [float("nan"), float("nan")]
+    with pytest.warns(UserWarning, match="Dropped 2 of 22 rows"):
+        clf = TabularClassifier(**TINY).fit(X, y)
+    assert list(clf.classes_) == ["a", "b"]

@@ -287,7 +287,9 @@ def _as_target(y, n_rows):
             )
         series = pd.Series(column_or_1d(frame.to_numpy(), warn=True), name=frame.columns[0])
     else:
-        series = pd.Series(column_or_1d(np.asarray(y), warn=True))
+        # A list becomes an object array: np.asarray would turn ["a", nan] into ["a", "nan"].
+        array = y if hasattr(y, "dtype") else np.asarray(y, dtype=object)
+        series = pd.Series(column_or_1d(array, warn=True))
     if len(series) != n_rows:
         raise ValueError(
             f"X and y have different numbers of rows: X has {n_rows}, y has {len(series)}"
