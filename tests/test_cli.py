@@ -11,6 +11,10 @@ from click.testing import CliRunner
 import tabattn
 from tabattn.cli import main
 
+# The CLI reads, splits, saves and reports the same way on every backend: its tests run on
+# PyTorch (which compiles nothing); the estimators it drives are tested on each backend.
+pytestmark = pytest.mark.torch_only
+
 
 # The default model (--model auto: TabM on these small tables), small; FT_SMALL for
 # --model ft_transformer.
