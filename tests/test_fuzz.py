@@ -41,7 +41,7 @@ regression target, a boolean target with missing values, single-category pandas
 categoricals, and TabM's piecewise bins from an integer column with ties.
 
 Models are tiny (TabM with ``k=2``, ``d_block=8``, one block; TabR with ``d_main=8``, two
-neighbours), trained for one epoch. Each property runs 40 generated examples on PyTorch
+neighbours), trained for one epoch. Each property runs 15 generated examples on PyTorch
 plus its explicit ``@example`` cases; JAX and TensorFlow (where every new model and input
 shape compiles) run the explicit cases only. Derandomized (``derandomize=True``, no example database) so that every
 run tests the same tables. Environment variables:
@@ -84,7 +84,7 @@ from tabattn import TabularClassifier, TabularRegressor  # noqa: E402
 pytestmark = pytest.mark.torch_only
 
 BACKEND = keras.backend.backend()
-_DEFAULT_EXAMPLES = 40 if BACKEND == "torch" else 5
+_DEFAULT_EXAMPLES = 15
 N_EXAMPLES = int(os.environ.get("TABATTN_FUZZ_EXAMPLES") or _DEFAULT_EXAMPLES)
 # Generated tables test input handling, which no backend changes: they run on PyTorch (no
 # compilation); JAX and TensorFlow run the explicit examples and the test_found_* cases.
@@ -765,7 +765,8 @@ def _tabr_table(seed, n=40):
 
 
 @pytest.mark.torch_only
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+# Not strict: the reproducer rests on this CPU's rounding, and may pass elsewhere.
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
     "TabR: a row whose second and third nearest stored rows are at nearly the same distance "
     "(e.g. 2.5875e-06 against 2.6246e-06 in squared distance) retrieves one or the "
     "other depending on the other rows of the batch: PyTorch's CPU matmul encodes a row "
