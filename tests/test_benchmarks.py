@@ -88,6 +88,7 @@ def test_splits_follow_the_protocol(accuracy, data_dir):
     assert "split" not in split.X_train.columns
 
 
+@pytest.mark.torch_only  # the harness and report do not depend on the backend
 def test_smoke_run_and_report(accuracy, data_dir, tmp_path):
     import keras
 
