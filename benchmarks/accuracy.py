@@ -232,8 +232,6 @@ def evaluate(split, output):
     return fitted_target(split).evaluate(split.y_test, output)
 
 
-def class_index(split, y):
-    return np.searchsorted(split.classes, y).astype("int64")
 
 
 # --- shared inputs ------------------------------------------------------------------------
@@ -441,7 +439,8 @@ def run_rtdl_ft(split, seed, budget):
 
 def _tree_targets(split):
     if split.task == "classification":
-        return class_index(split, split.y_train), class_index(split, split.y_val)
+        target = fitted_target(split)
+        return tuple(target.encode(y).ravel().astype("int64") for y in (split.y_train, split.y_val))
     return split.y_train.astype("float64"), split.y_val.astype("float64")
 
 
