@@ -101,6 +101,34 @@ def test_predict_and_evaluate(fitted_run, adult_csv, tmp_path):
     assert 0.5 < metrics["accuracy"] <= 1
 
 
+def test_explain_writes_contributions_and_a_plot_per_row(fitted_run, adult_csv, tmp_path):
+    out, _ = fitted_run
+    folder = tmp_path / "why"
+    result = CliRunner().invoke(
+        main, ["explain", str(out), str(adult_csv), "--out", str(folder), "--max-rows", "2",
+               "--max-evals", "29"],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "contributions.csv", "row_0.png", "row_1.png"
+    ]
+    table = pd.read_csv(folder / "contributions.csv")
+    assert len(table) == 2 * 14 * 2  # rows x columns x classes
+    rows = pd.read_csv(adult_csv).drop(columns=["income", "split"]).iloc[:2]
+    proba = tabattn.load(out).predict_proba(rows)
+    total = table.groupby(["row", "class"])[["contribution", "base_value"]].agg(
+        {"contribution": "sum", "base_value": "first"}
+    ).sum(axis=1)
+    np.testing.assert_allclose(total.to_numpy(), proba.reshape(-1), atol=1e-5)
+    # A second run into the same folder fails and keeps the first one's files.
+    again = CliRunner().invoke(
+        main, ["explain", str(out), str(adult_csv), "--out", str(folder), "--max-rows", "1",
+               "--max-evals", "29"],
+    )
+    assert again.exit_code != 0 and "--out" in again.output
+    assert len(pd.read_csv(folder / "contributions.csv")) == len(table)
+
+
 def _frame(n=40):
     rng = np.random.default_rng(0)
     return pd.DataFrame(

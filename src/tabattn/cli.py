@@ -568,5 +568,90 @@ def evaluate(model_dir, data, target):
     click.echo(json.dumps(metrics, indent=1))
 
 
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", default="explanations", show_default=True,
+              type=click.Path(file_okay=False), help="Folder to write (must not hold files).")
+@click.option("--max-rows", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Explain the first N rows of DATA (each costs about 50,000 predictions).")
+@click.option("--max-evals", type=_AutoOr(int, 1), default="auto", show_default=True,
+              help="Model evaluations per row of the SHAP permutation explainer.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def explain(model_dir, data, out, max_rows, max_evals, seed):
+    """Explain the predictions of the model in MODEL_DIR for the rows of DATA: SHAP values
+    per row and column (contributions.csv), TabR's retrieved training rows (neighbors.csv)
+    or the FT-Transformer's attention over columns (attention.csv), and a plot per row."""
+    click.echo(f"Keras backend: {_select_backend()}", err=True)
+    from tabattn import data as tdata
+    from tabattn.estimators import load
+
+    if os.path.isdir(out) and os.listdir(out):
+        raise click.ClickException(
+            f"The output folder {out!r} already holds files; choose another --out"
+        )
+    staging, created, saved = None, [], False
+    try:
+        with _warnings_as_lines():
+            estimator = load(model_dir)
+            frame = _model_columns(estimator, tdata.read_table(data), data).iloc[:max_rows]
+            parent = os.path.dirname(os.path.abspath(out))
+            try:
+                created = _make_folders(parent)
+                _remove_stale_staging(parent)
+                staging = _staging_path(parent)
+                os.mkdir(staging)
+            except OSError as error:
+                raise click.ClickException(
+                    f"Cannot create the output folder {out!r}: {error.strerror or error}. "
+                    "Choose an --out in a folder you can write to"
+                ) from error
+            explanation = estimator.explain(frame, max_evals=max_evals, random_state=seed)
+            _write_explanation(explanation, staging)
+        _move_into_place(staging, out)
+        saved = True
+    except _USER_ERRORS as error:
+        _fail(error)
+    finally:
+        if not saved:
+            if staging:
+                shutil.rmtree(staging, ignore_errors=True)
+            _remove_folders(created)
+    click.echo(f"Explained {len(frame)} rows in {out}", err=True)
+
+
+def _write_explanation(explanation, directory):
+    """contributions.csv, neighbors.csv or attention.csv, and row_<i>.png per row: the SHAP
+    waterfall of the row's prediction (a classifier's: of its most probable class)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    import shap
+
+    explanation.to_frame().to_csv(os.path.join(directory, "contributions.csv"), index=False)
+    if explanation.neighbors is not None:
+        explanation.neighbors.to_csv(os.path.join(directory, "neighbors.csv"), index=False)
+    if explanation.attention is not None:
+        explanation.attention.to_csv(
+            os.path.join(directory, "attention.csv"), index_label="row"
+        )
+    for i in range(len(explanation.predictions)):
+        row = explanation.shap[i]
+        title = f"row {i}"
+        if explanation.classes is not None:
+            c = int(np.argmax(explanation.predictions[i]))
+            row = row[:, c]
+            title += f": probability of {explanation.classes[c]!r}"
+        else:
+            title += ": predicted value"
+        shap.plots.waterfall(row, max_display=15, show=False)
+        figure = plt.gcf()
+        figure.suptitle(title)
+        figure.savefig(os.path.join(directory, f"row_{i}.png"), dpi=100, bbox_inches="tight")
+        plt.close(figure)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -42,6 +42,8 @@ except ImportError as error:  # pragma: no cover
     ) from error
 
 from tabattn.data import TabularPreprocessor, _category_key, target_mask
+from tabattn.explain import BACKGROUND_ROWS
+from tabattn.explain import explain as _explain
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import compute_bins
 from tabattn.models import FTTransformer, TabM, TabR
@@ -332,10 +334,11 @@ def _check_target_copies(frame, target):
 
 
 class _Split:
-    """One part of the fitting data: features, target and sample weights (or ``None``)."""
+    """One part of the fitting data: features, target, sample weights (or ``None``) and the
+    positions of its rows in the ``X`` given to ``fit`` (or ``None``)."""
 
-    def __init__(self, frame, target, weights=None):
-        self.frame, self.target, self.weights = frame, target, weights
+    def __init__(self, frame, target, weights=None, rows=None):
+        self.frame, self.target, self.weights, self.rows = frame, target, weights, rows
 
 
 class _TabularEstimator(BaseEstimator):
@@ -436,6 +439,9 @@ class _TabularEstimator(BaseEstimator):
         if self.random_state is not None:
             keras.utils.set_random_seed(self.random_state)
         train, validation = self._fit_data(X, y, sample_weight, eval_set)
+        self.background_ = train.frame.sample(
+            min(BACKGROUND_ROWS, len(train.frame)), random_state=self.random_state or 0
+        ).reset_index(drop=True)
         self.preprocessor_ = TabularPreprocessor(
             categorical=self.categorical, numeric=self.numeric,
             random_state=0 if self.random_state is None else self.random_state,
@@ -464,6 +470,7 @@ class _TabularEstimator(BaseEstimator):
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, frame, ensure_non_negative=True)
         keep = target_mask(target)
+        rows = np.flatnonzero(keep.to_numpy())
         frame = frame.loc[keep].reset_index(drop=True)
         # Without its missing values a target may be of one type (e.g. bools) again.
         target = target[keep].reset_index(drop=True).infer_objects()
@@ -480,7 +487,7 @@ class _TabularEstimator(BaseEstimator):
             frame_val = self._check_X(X_val, reset=False)
             target_val = _as_target(y_val, len(frame_val))
             keep_val = target_mask(target_val)
-            return _Split(frame, target, weights), _Split(
+            return _Split(frame, target, weights, rows), _Split(
                 frame_val.loc[keep_val].reset_index(drop=True),
                 target_val[keep_val].reset_index(drop=True).infer_objects(),
             )
@@ -489,9 +496,14 @@ class _TabularEstimator(BaseEstimator):
             test_size=self.validation_fraction, random_state=self.random_state,
             stratify=self._stratify(target),
         )
+        # The split keeps the frame's index: positions among the rows with a target.
         if weights is None:
-            return _Split(parts[0], parts[2]), _Split(parts[1], parts[3])
-        return _Split(parts[0], parts[2], parts[4]), _Split(parts[1], parts[3], parts[5])
+            train, validation = _Split(parts[0], parts[2]), _Split(parts[1], parts[3])
+        else:
+            train = _Split(parts[0], parts[2], parts[4])
+            validation = _Split(parts[1], parts[3], parts[5])
+        train.rows = rows[train.frame.index.to_numpy()]
+        return train, validation
 
     def _stratify(self, target):
         return None
@@ -541,6 +553,14 @@ class _TabularEstimator(BaseEstimator):
         """Train ``models_`` (one per ensemble member) within ``time_limit``."""
         model_class = _MODELS[self.model_name_]
         size = self._ensemble_size(len(train.target))
+        self.context_rows_ = None
+        if model_class is TabR:
+            # The training rows TabR stores (as ``set_context`` draws them), by their
+            # position in the X given to fit: what ``explain`` reports as neighbours.
+            kept = TabR.context_sample(
+                len(train.target), config.get("max_context_rows"), self.random_state
+            )
+            self.context_rows_ = train.rows[kept]
         self.models_, self.histories_, self.stop_reasons_ = [], [], []
         for member in range(size):
             seconds = None
@@ -604,6 +624,8 @@ class _TabularEstimator(BaseEstimator):
         if model_class is TabR:
             # Retrieval reads the training rows; in training each row skips its own index.
             kept = model.set_context(inputs_train, targets_train, seed=self.random_state)
+            if member == 0:  # the same rows as context_sample's, also without a seed
+                self.context_rows_ = train.rows[kept]
             row_index = np.full(len(targets_train), -1, dtype="int32")
             row_index[kept] = np.arange(len(kept), dtype="int32")
             inputs_train = dict(inputs_train, row_index=row_index)
@@ -729,6 +751,16 @@ class _TabularEstimator(BaseEstimator):
             for model in self.models_
         ]
 
+    def explain(self, X, background=None, max_evals="auto", random_state=0):
+        """Explain the predictions for the rows of ``X``: SHAP values per row and column
+        (on the raw columns, categorical ones included), TabR's retrieved training rows and
+        their weights, or the FT-Transformer's attention over the columns.
+
+        See ``tabattn.explain.explain`` for the arguments, the returned ``Explanation`` and
+        the errors raised.
+        """
+        return _explain(self, X, background, max_evals, random_state)
+
     # --- persistence -----------------------------------------------------------------------
     def save(self, path):
         """Save to directory ``path`` (created if needed): the Keras model as ``model.keras``
@@ -759,6 +791,9 @@ class _TabularEstimator(BaseEstimator):
             "feature_importances_noise": self.feature_importances_noise_,
             "target": self.target_.to_dict(),
             "keras_backend": keras.backend.backend(),
+            # Training rows, for explain: a small sample, and which rows TabR stores.
+            "background": _frame_to_dict(self.background_),
+            "context_rows": None if self.context_rows_ is None else self.context_rows_.tolist(),
         }
         with open(os.path.join(path, ESTIMATOR_FILE), "w", encoding="utf-8") as file:
             # NumPy values in model_params (e.g. explicit bins) are stored as lists.
@@ -964,6 +999,28 @@ class TabularRegressor(RegressorMixin, _TabularEstimator):
         self.target_mean_, self.target_std_ = self.target_.mean_, self.target_.std_
 
 
+def _frame_to_dict(frame):
+    """A DataFrame's columns as JSON-ready lists (a missing value as ``None``)."""
+    return {
+        "columns": [str(c) for c in frame.columns],
+        "data": [
+            [None if v is None or (isinstance(v, float) and v != v) else
+             v.item() if isinstance(v, np.generic) else v
+             for v in frame[c].tolist()]
+            for c in frame.columns
+        ],
+    }
+
+
+def _frame_from_dict(state, numeric):
+    """The DataFrame of ``_frame_to_dict``; ``numeric`` columns as float64 (NaN missing)."""
+    frame = pd.DataFrame(
+        {c: pd.Series(v, dtype="float64" if c in numeric else object)
+         for c, v in zip(state["columns"], state["data"])}
+    )
+    return frame
+
+
 def _not_complete(path, name, problem):
     return (
         f"{os.fspath(path)!r} is not a complete tabattn model: {name} {problem}. Save the "
@@ -1038,6 +1095,20 @@ def load(path):
     except (KeyError, TypeError, AttributeError) as error:
         raise ValueError(
             _not_complete(path, PREPROCESSING_FILE, f"is corrupt (bad or missing entry {error})")
+        ) from error
+    try:
+        # Older model folders have neither; explain then needs background=.
+        background = state.get("background")
+        estimator.background_ = None if background is None else _frame_from_dict(
+            background, estimator.preprocessor_.numeric_columns_
+        )
+        context_rows = state.get("context_rows")
+        estimator.context_rows_ = None if context_rows is None else np.asarray(
+            context_rows, dtype="int64"
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            _not_complete(path, ESTIMATOR_FILE, f"is corrupt (bad background entry: {error})")
         ) from error
     estimator.models_ = [
         _load_keras_model(path, _member_file(member))

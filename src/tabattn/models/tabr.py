@@ -415,6 +415,15 @@ class TabR(keras.Model):
         self.built = True
 
     # --- the context -------------------------------------------------------------------------
+    @staticmethod
+    def context_sample(n_rows, max_context_rows, seed=None):
+        """The positions, sorted, of the rows ``set_context`` stores out of ``n_rows``: all
+        of them, or a uniform sample of ``max_context_rows`` drawn with ``seed``."""
+        if max_context_rows is None or n_rows <= max_context_rows:
+            return np.arange(n_rows)
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(n_rows, max_context_rows, replace=False))
+
     def set_context(self, inputs, labels, seed=None):
         """Store the rows to retrieve from (normally the training rows) and their labels.
 
@@ -461,10 +470,8 @@ class TabR(keras.Model):
                     f"Received values in [{labels.min()}, {labels.max()}]"
                 )
             labels = labels.astype("int32")
-        kept = np.arange(n)
-        if self.max_context_rows is not None and n > self.max_context_rows:
-            rng = np.random.default_rng(seed)
-            kept = np.sort(rng.choice(n, self.max_context_rows, replace=False))
+        kept = self.context_sample(n, self.max_context_rows, seed)
+        if len(kept) < n:
             numeric, categorical, labels = numeric[kept], categorical[kept], labels[kept]
             n = len(kept)
         if self.context_rows is None:
