@@ -1,10 +1,18 @@
 """Reading tables, inferring roles and tasks, and the JSON-saved preprocessing."""
 
+import json
+import pathlib
+
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
+from scipy.stats import norm
+from sklearn.utils.validation import check_is_fitted
 
 from tabattn.data import TabularPreprocessor, drop_missing_target, infer_task, read_table
+
+DATA = pathlib.Path(__file__).parent / "data"
 
 
 @pytest.fixture
@@ -160,3 +168,153 @@ def test_split_rows_official_column_or_random_stratified():
     frame.loc[3, "split"] = None
     with pytest.raises(ValueError, match="has no value in 1 of 100 rows"):
         split_rows(frame, "y", "classification", 0, split_column="split")
+
+
+def _mixed_frames():
+    """Training rows with missing values and mixed-type categories (1, "1", 1.0 and True,
+    "True" are one category each), and new rows with unseen categories and missing values."""
+    train = pd.DataFrame({
+        "x": [0.5, np.nan, 2.0, 3.5, np.nan, -1.0, 4.0, 2.5],
+        "n": [3, 1, 4, 1, 5, 9, 2, 6],
+        "mixed": pd.Series([1, "1", True, "a", None, 2.0, "b", 1.0], dtype=object),
+        "city": ["p", "q", None, "p", "r", "q", "p", "r"],
+    })
+    new = pd.DataFrame({
+        "city": ["q", "s", None, "p"],  # another column order, an extra column: both fine
+        "x": [np.nan, 100.0, -100.0, 1.0],
+        "n": [np.nan, 0.0, 4.0, 20.0],
+        "mixed": pd.Series([1.0, 3, "True", None], dtype=object),
+        "extra": ["ignored"] * 4,
+    })
+    return train, new
+
+
+def _reference_numeric(train, new, columns, random_state):
+    """The documented numeric preprocessing in NumPy: median imputation, normal scores of
+    quantiles fitted on slightly noisy values, then a 0/1 flag per column with NaN in fit."""
+    fitted, values = train[columns].to_numpy(float), new[columns].to_numpy(float)
+    medians = np.nanmedian(fitted, axis=0)
+    filled = np.where(np.isnan(fitted), medians, fitted)
+    noise = np.random.default_rng(random_state).normal(size=filled.shape)
+    noisy = filled + noise * np.maximum(filled.std(axis=0), 1e-12) * 1e-3
+    levels = np.linspace(0, 1, min(max(len(train) // 30, 10), len(train)))
+    quantiles = np.maximum.accumulate(np.percentile(noisy, levels * 100, axis=0), axis=0)
+    new_filled = np.where(np.isnan(values), medians, values)
+    scores = np.empty_like(new_filled)
+    for j in range(len(columns)):
+        column, q = new_filled[:, j], quantiles[:, j]
+        share = np.interp(column, q, levels)
+        share[column + 1e-7 > q[-1]], share[column - 1e-7 < q[0]] = 1.0, 0.0
+        # scikit-learn clips the normal scores at its 1e-7 tails.
+        tail = 1e-7 - np.spacing(1)
+        scores[:, j] = np.clip(norm.ppf(share), norm.ppf(tail), norm.ppf(1 - tail))
+    flags = np.isnan(fitted).any(axis=0)
+    return medians, quantiles, np.hstack([scores, np.isnan(values)[:, flags]])
+
+
+def test_transform_matches_a_numpy_pandas_reference():
+    train, new = _mixed_frames()
+    pre = TabularPreprocessor(random_state=5).fit(train)
+    assert pre.numeric_columns_ == ["x", "n"] and pre.missing_flag_columns_ == ["x"]
+    assert pre.categorical_columns_ == ["mixed", "city"]
+    assert pre.categories_ == {"mixed": ["1", "2", "True", "a", "b"], "city": ["p", "q", "r"]}
+    medians, quantiles, numeric = _reference_numeric(train, new, ["x", "n"], 5)
+    np.testing.assert_array_equal(pre.medians_, medians)
+    np.testing.assert_allclose(np.asarray(pre.quantiles_).T, quantiles, rtol=1e-9)
+    out = pre.transform(new)
+    assert out["numeric"].dtype == np.float32 and out["numeric"].shape == (4, 3)
+    np.testing.assert_allclose(out["numeric"], numeric, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(out["numeric"][:, 2], [1, 0, 0, 0])  # x's missing flag
+    # Codes: 0 for missing or unseen, 1..n for the known keys in sorted order.
+    expected = {"mixed": [1, 0, 3, 0], "city": [2, 0, 0, 1]}
+    assert out["categorical"].dtype == np.int32
+    np.testing.assert_array_equal(out["categorical"], np.column_stack(list(expected.values())))
+    for column, codes in expected.items():  # the same from pandas, key by key
+        keys = new[column].map(lambda v: None if pd.isna(v) else str(v).replace(".0", ""))
+        lookup = {key: i + 1 for i, key in enumerate(pre.categories_[column])}
+        assert keys.map(lambda k: lookup.get(k, 0)).tolist() == codes
+    np.testing.assert_array_equal(
+        pre.transform(train)["categorical"], [[1, 1], [1, 2], [3, 0], [4, 1], [0, 3],
+                                              [2, 2], [5, 1], [1, 3]])
+
+
+@pytest.mark.parametrize("columns", [["x", "n", "mixed", "city"], ["n", "mixed"], ["n"],
+                                     ["city"]])
+def test_json_round_trip_rebuilds_the_fitted_column_transformer(columns):
+    train, new = _mixed_frames()
+    pre = TabularPreprocessor().fit(train[columns])
+    again = TabularPreprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    for fitted in (pre, again):
+        transformer = fitted.column_transformer_
+        check_is_fitted(transformer)
+        for part in transformer.named_transformers_.values():
+            check_is_fitted(part)
+            for _, step in part.steps:
+                check_is_fitted(step)
+    a, b = pre.transform(new), again.transform(new)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+        assert a[key].dtype == b[key].dtype
+    # The transformer alone gives the same numbers, as plain arrays whatever the output
+    # configuration.
+    with sklearn.config_context(transform_output="pandas"):
+        direct = again.column_transformer_.transform(new[columns])
+    assert isinstance(direct, np.ndarray) and direct.shape == (4, pre.n_numeric_tokens + len(
+        pre.categorical_columns_))
+    width = pre.n_numeric_tokens
+    split = {"numeric": direct[:, :width].astype("float32"), "categorical": direct[:, width:]}
+    for key in a:
+        np.testing.assert_array_equal(split[key], a[key])
+    assert list(again.column_transformer_.get_feature_names_out()) == list(
+        pre.column_transformer_.get_feature_names_out())
+
+
+def _v1_frames():
+    """The training and new rows behind ``data/preprocessing_v1.json``."""
+    rng = np.random.default_rng(7)
+    n = 90
+    train = pd.DataFrame({
+        "x": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n)),
+        "count": rng.integers(0, 6, n),
+        "huge": rng.normal(size=n) * 1e250,  # the std of the noise must not overflow
+        "price": rng.choice(np.array(["1.5", "2", "10", None], dtype=object), n),
+        "mixed": rng.choice(np.array([1, "1", True, "a", None, 2.0, "b"], dtype=object), n),
+        "colour": pd.Categorical(rng.choice(np.array(["red", "green", None], dtype=object), n)),
+        "flag": rng.choice([0.0, 1.0, np.nan], n),
+    })
+    new = pd.DataFrame({
+        "x": [np.nan, 10.0, -10.0, 0.1, 0.0],
+        "count": [np.nan, 2.0, 100.0, -1.0, 3.0],
+        "huge": [1e251, -5e250, 0.0, np.nan, 1e249],
+        "price": ["3", None, "1.5", "7", "2"],
+        "mixed": pd.Series(["zzz", 3, "True", None, 1.0], dtype=object),
+        "colour": pd.Categorical(["blue", "red", None, "green", "red"]),
+        "flag": [1.0, 0.0, np.nan, 2.0, 0.0],
+        "extra": [1, 2, 3, 4, 5],
+    })
+    return train, new
+
+
+V1_PARAMS = {"numeric": ["price"], "random_state": 3}
+
+
+def test_preprocessing_saved_before_the_column_transformer_loads_and_fits_the_same():
+    # Written by the hand-written preprocessing this replaced (data/make_preprocessing_v1.py).
+    saved = json.loads((DATA / "preprocessing_v1.json").read_text())
+    train, new = _v1_frames()
+    loaded = TabularPreprocessor.from_dict(saved["preprocessing"])
+    check_is_fitted(loaded.column_transformer_)
+    fitted = TabularPreprocessor(**V1_PARAMS).fit(train)
+    for pre in (loaded, fitted):
+        out = pre.transform(new)
+        assert sorted(out) == sorted(saved["inputs"])
+        np.testing.assert_array_equal(out["categorical"], saved["inputs"]["categorical"])
+        n_scores = len(pre.numeric_columns_)
+        np.testing.assert_array_equal(out["numeric"][:, n_scores:],
+                                      np.asarray(saved["inputs"]["numeric"])[:, n_scores:])
+        np.testing.assert_allclose(out["numeric"], saved["inputs"]["numeric"], rtol=1e-6)
+    # Fitting now gives the state saved then (the quantiles up to rounding).
+    state, then = fitted.to_dict(), saved["preprocessing"]
+    np.testing.assert_allclose(state.pop("quantiles_"), then.pop("quantiles_"), rtol=1e-12)
+    assert state == then

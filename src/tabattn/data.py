@@ -2,8 +2,9 @@
 
 Needs the ``cli`` extra (pandas, PyArrow, scikit-learn). Preprocessing follows Gorishniy et al.
 (2021): numeric columns through scikit-learn's ``QuantileTransformer(output_distribution=
-"normal")``, categorical columns to integer codes. Everything is fitted on the training split
-only and saved as JSON (no pickle), so a saved model reloads its preprocessing exactly.
+"normal")``, categorical columns to integer codes, in one scikit-learn ``ColumnTransformer``
+(``TabularPreprocessor.column_transformer_``). Everything is fitted on the training split only
+and saved as JSON (no pickle), so a saved model reloads its preprocessing exactly.
 
 Missing values and unseen data:
 
@@ -19,7 +20,6 @@ Missing values and unseen data:
 """
 
 import json
-import math
 import numbers
 import os
 import re
@@ -29,7 +29,11 @@ import numpy as np
 
 try:
     import pandas as pd
-    from sklearn.preprocessing import QuantileTransformer
+    from sklearn.base import clone
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import MissingIndicator, SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OrdinalEncoder, QuantileTransformer
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "tabattn.data needs pandas, pyarrow and scikit-learn. "
@@ -310,6 +314,87 @@ def _misleading(series, role):
     return None
 
 
+class _NoisyQuantileTransformer(QuantileTransformer):
+    """``QuantileTransformer`` fitted on slightly noisy values, as in Gorishniy et al.'s code,
+    so that repeated values (integers, 0/1 columns) spread over the normal scores instead of
+    collapsing; ``transform`` is the parent's, on the values as given.
+
+    ``fit`` takes a float array ``(n_samples, n_features)`` without NaN (it follows the
+    imputer) and adds ``N(0, 1) * 1e-3 * max(std, 1e-12)`` per column, drawn at once for the
+    whole array from ``numpy.random.default_rng(random_state)``.
+    """
+
+    def fit(self, X, y=None):
+        X = np.asarray(X, dtype="float64")
+        rng = np.random.default_rng(self.random_state)
+        # The std of the values scaled to at most 1: values beyond 1e154 would overflow.
+        size = np.maximum(np.abs(X).max(axis=0), 1e-300)
+        scale = np.maximum((X / size).std(axis=0) * size, 1e-12) * 1e-3
+        return super().fit(X + rng.normal(0.0, 1.0, X.shape) * scale, y)
+
+
+def _numbers(frame):
+    """The columns of ``frame`` (a DataFrame or 2-D array) as float64, in a DataFrame with the
+    same labels: numbers stored as text are parsed, bools are 0/1, missing values are NaN.
+
+    Raises:
+        ValueError: a column holds non-numeric text, ``inf``, or values beyond
+            ±``MAX_ABS_VALUE``.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(frame)
+    columns = []
+    for position, column in enumerate(frame.columns):
+        series = frame.iloc[:, position]
+        if _is_categorical_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            converted = pd.to_numeric(series, errors="coerce")
+            bad = series[converted.isna() & series.notna()]
+            if len(bad):
+                examples = bad.astype(str).unique()[:3].tolist()
+                raise ValueError(
+                    f"Numeric column {column!r} holds non-numeric values, e.g. {examples}. "
+                    "Clean the column or pass it in `categorical=`."
+                )
+            series = converted
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        if np.isinf(values).any():
+            raise ValueError(
+                f"Numeric column {column!r} holds {int(np.isinf(values).sum())} infinite "
+                "values; replace them (e.g. with NaN) before training or predicting."
+            )
+        huge = np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE
+        if huge.any():
+            raise ValueError(
+                f"Numeric column {column!r} holds {int(huge.sum())} values too large to "
+                f"compute with (beyond ±{MAX_ABS_VALUE:g}, near the largest float); "
+                "rescale the column (e.g. take its logarithm)"
+            )
+        columns.append(values)
+    matrix = np.stack(columns, axis=1) if columns else np.zeros((len(frame), 0))
+    return pd.DataFrame(matrix, index=frame.index, columns=frame.columns)
+
+
+def _category_keys(frame):
+    """``_category_key`` of every value of ``frame`` (a DataFrame or 2-D array), in an object
+    DataFrame with the same labels; NaN where a value is missing."""
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(frame)
+    keys = np.empty(frame.shape, dtype=object)
+    for position in range(frame.shape[1]):
+        values = frame.iloc[:, position].to_numpy(dtype=object)
+        keys[:, position] = [
+            np.nan if missing else _category_key(value)
+            for value, missing in zip(values, pd.isna(values))
+        ]
+    return pd.DataFrame(keys, index=frame.index, columns=frame.columns, dtype=object)
+
+
+def _shift_codes(codes):
+    """``OrdinalEncoder`` codes, -1 for missing or unseen, plus 1: 0 for those, 1..n for the
+    known categories."""
+    return np.asarray(codes) + 1
+
+
 class TabularPreprocessor:
     """Fitted column roles and transforms: table → ``{"numeric", "categorical"}`` arrays.
 
@@ -321,9 +406,26 @@ class TabularPreprocessor:
             quantile transform (as in the paper's code), so ties spread over quantiles.
 
     After ``fit``: ``feature_names_in_`` (input columns, in order), ``numeric_columns_``,
-    ``categorical_columns_``, ``categories_`` (known category keys per categorical column),
-    ``missing_flag_columns_`` (numeric columns that get a missing flag) and
-    ``token_columns_`` (the input column behind every model token, numeric first).
+    ``categorical_columns_``, ``categories_`` (dict: column → its known category keys, sorted),
+    ``missing_flag_columns_`` (numeric columns that get a missing flag), ``medians_``,
+    ``quantiles_`` (per numeric column, its ``n_quantiles`` quantiles) and ``references_``
+    (the quantiles' levels in [0, 1]), ``token_columns_`` (the input column behind every
+    model token, numeric first), and ``column_transformer_``, the fitted scikit-learn
+    ``ColumnTransformer`` that does the work. Its parts, each a ``Pipeline`` on the columns of
+    one role, in this order:
+
+    - ``"numeric"``: ``numbers`` (the values as float64; text numbers parsed), ``impute``
+      (``SimpleImputer(strategy="median")``), ``quantiles`` (``QuantileTransformer(
+      output_distribution="normal")``, fitted on slightly noisy values);
+    - ``"missing"``: ``numbers``, then ``flags`` (``MissingIndicator(features="missing-only")``):
+      a 0/1 column for every numeric column that had NaN in ``fit``'s rows;
+    - ``"categorical"``: ``keys`` (one string per category: 3, 3.0 and "3" are one), ``codes``
+      (``OrdinalEncoder``, -1 for missing and unseen), ``shift`` (plus 1): code 0 for missing
+      or unseen categories, 1..n for the known ones in sorted order of keys.
+
+    ``column_transformer_.transform(frame)`` gives these as one array ``(n, n_numeric_tokens +
+    n_categorical)``, float64 (int32 when every column is categorical); ``transform`` splits it.
+    A part with no column is left out.
 
     Column roles: strings, bools, pandas categories, and numeric columns with at most two
     distinct values in ``fit``'s rows (flags) are categorical; other numeric columns are
@@ -333,6 +435,9 @@ class TabularPreprocessor:
     ``categorical`` or ``numeric`` names them: a different value in every row of at least 20
     (an identifier, integer or text), dates stored as text, numbers written with thousands
     separators, and text columns of which nine in ten values are numbers. Nothing is converted.
+
+    ``to_dict``/``save`` write the fitted state as plain JSON values (no pickle);
+    ``from_dict``/``load`` rebuild ``column_transformer_`` from them.
     """
 
     def __init__(self, categorical=None, numeric=None, random_state=0):
@@ -342,7 +447,20 @@ class TabularPreprocessor:
 
     # --- fitting ---------------------------------------------------------------------------
     def fit(self, frame):
-        """Learn column roles, imputation values, quantiles and categories from ``frame``."""
+        """Learn column roles, imputation values, quantiles and categories from ``frame``.
+
+        Args:
+            frame: pandas DataFrame of training rows, with string column names; every column
+                is a feature.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            ValueError: ``categorical`` or ``numeric`` names a column not in ``frame``, or
+                both name one; ``frame`` has no columns; a column has no value in any row;
+                a numeric column holds non-numeric text, ``inf`` or values beyond ±1e300.
+        """
         self.feature_names_in_ = [str(c) for c in frame.columns]
         forced_cat = _as_list(self.categorical, "categorical")
         forced_num = _as_list(self.numeric, "numeric")
@@ -382,127 +500,155 @@ class TabularPreprocessor:
             if reason:
                 warnings.warn(f"Column {column!r} {reason}.", ColumnWarning, stacklevel=3)
 
-        numeric = self._numeric_matrix(frame)
-        self.missing_flag_columns_ = [
-            c for c, has_nan in zip(self.numeric_columns_, np.isnan(numeric).any(axis=0)) if has_nan
-        ]
-        medians = np.nanmedian(numeric, axis=0) if numeric.shape[1] else np.zeros(0)
-        self.medians_ = [0.0 if math.isnan(m) else float(m) for m in medians]
-        self.quantiles_, self.references_ = [], []
-        if numeric.shape[1]:
-            filled = np.where(np.isnan(numeric), np.asarray(self.medians_), numeric)
-            # Paper's code: fit the quantiles on slightly noisy data so repeated values
-            # (integers, 0/1 columns) spread over the normal scores instead of collapsing.
-            rng = np.random.default_rng(self.random_state)
-            # The std of the values scaled to at most 1: values beyond 1e154 would overflow.
-            size = np.maximum(np.abs(filled).max(axis=0), 1e-300)
-            scale = np.maximum((filled / size).std(axis=0) * size, 1e-12) * 1e-3
-            noisy = filled + rng.normal(0.0, 1.0, filled.shape) * scale
-            n_quantiles = max(min(len(frame) // 30, 1000), 10)
-            transformer = QuantileTransformer(
-                n_quantiles=min(n_quantiles, len(frame)),
-                output_distribution="normal",
-                subsample=10**9,
-                random_state=self.random_state,
-            ).fit(noisy)
-            self.quantiles_ = transformer.quantiles_.T.tolist()
-            self.references_ = transformer.references_.tolist()
-        self.categories_ = {}
-        for column in self.categorical_columns_:
-            values = frame[column].dropna().map(_category_key)
-            self.categories_[column] = sorted(values.unique().tolist())
+        n_quantiles = max(min(len(frame) // 30, 1000), 10)
+        self.column_transformer_ = self._column_transformer(min(n_quantiles, len(frame)))
+        self.column_transformer_.fit(frame)
+        self._read_fitted_parts()
         self.token_columns_ = (
             self.numeric_columns_ + self.missing_flag_columns_ + self.categorical_columns_
         )
         return self
 
+    def _column_transformer(self, n_quantiles):
+        """The unfitted ``ColumnTransformer`` for the column roles."""
+        parts = []
+        if self.numeric_columns_:
+            numbers = FunctionTransformer(_numbers, feature_names_out="one-to-one")
+            quantiles = _NoisyQuantileTransformer(
+                n_quantiles=n_quantiles, output_distribution="normal", subsample=10**9,
+                random_state=self.random_state,
+            )
+            # keep_empty_features: an all-NaN column keeps its place (median 0).
+            impute = SimpleImputer(strategy="median", keep_empty_features=True)
+            parts.append((
+                "numeric",
+                Pipeline([("numbers", numbers), ("impute", impute), ("quantiles", quantiles)]),
+                self.numeric_columns_,
+            ))
+            # error_on_new=False: NaN in a column that had none in fit is imputed, unflagged.
+            flags = MissingIndicator(features="missing-only", error_on_new=False)
+            parts.append((
+                "missing",
+                Pipeline([("numbers", clone(numbers)), ("flags", flags)]),
+                self.numeric_columns_,
+            ))
+        if self.categorical_columns_:
+            # Codes must not be 0 for a known category, which the encoder's unknown_value
+            # forbids: encode missing and unseen as -1, then shift every code by 1.
+            codes = OrdinalEncoder(
+                handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1,
+                dtype=np.int32,
+            )
+            parts.append((
+                "categorical",
+                Pipeline([
+                    ("keys", FunctionTransformer(_category_keys, feature_names_out="one-to-one")),
+                    ("codes", codes),
+                    ("shift", FunctionTransformer(_shift_codes, feature_names_out="one-to-one")),
+                ]),
+                self.categorical_columns_,
+            ))
+        # Plain arrays whatever sklearn.set_config(transform_output=...) says.
+        return ColumnTransformer(parts, sparse_threshold=0).set_output(transform="default")
+
+    def _read_fitted_parts(self):
+        """The JSON-able fitted attributes, from the parts of ``column_transformer_``."""
+        parts = self.column_transformer_.named_transformers_
+        self.medians_, self.quantiles_, self.references_ = [], [], []
+        self.missing_flag_columns_ = []
+        if self.numeric_columns_:
+            self.medians_ = parts["numeric"]["impute"].statistics_.tolist()
+            self.quantiles_ = parts["numeric"]["quantiles"].quantiles_.T.tolist()
+            self.references_ = parts["numeric"]["quantiles"].references_.tolist()
+            self.missing_flag_columns_ = [
+                self.numeric_columns_[i] for i in parts["missing"]["flags"].features_
+            ]
+        self.categories_ = {}
+        if self.categorical_columns_:
+            encoder = parts["categorical"]["codes"]
+            for column, keys in zip(self.categorical_columns_, encoder.categories_):
+                # The encoder lists missing values seen in fit as a last NaN; not a category.
+                self.categories_[column] = [key for key in keys.tolist() if isinstance(key, str)]
+
+    def _restored_column_transformer(self):
+        """``column_transformer_``, fitted, rebuilt from the JSON-able attributes."""
+        # ColumnTransformer.transform relies on private state (which columns go to which
+        # part) that its fit derives from the column names alone; fitting it on a stand-in
+        # table made from the saved state gets that state through public API. Then each part
+        # gets its saved, documented fitted attributes (the stand-in fit gives the same,
+        # but for the quantiles).
+        rows = max([2, len(self.references_)] + [len(keys) for keys in self.categories_.values()])
+        stand_in = {}
+        for column, median in zip(self.numeric_columns_, self.medians_):
+            stand_in[column] = np.full(rows, float(median))
+            if column in self.missing_flag_columns_:
+                stand_in[column][0] = np.nan
+        for column in self.categorical_columns_:
+            keys = np.asarray(self.categories_[column], dtype=object)
+            stand_in[column] = np.resize(keys, rows)
+        transformer = self._column_transformer(len(self.references_))
+        transformer.fit(pd.DataFrame(stand_in, columns=self.feature_names_in_))
+        parts = transformer.named_transformers_
+        if self.numeric_columns_:
+            parts["numeric"]["impute"].statistics_ = np.asarray(self.medians_, dtype="float64")
+            quantiles = parts["numeric"]["quantiles"]
+            quantiles.quantiles_ = np.asarray(self.quantiles_, dtype="float64").T
+            quantiles.references_ = np.asarray(self.references_, dtype="float64")
+            quantiles.n_quantiles_ = len(self.references_)
+            parts["missing"]["flags"].features_ = np.asarray(
+                [self.numeric_columns_.index(c) for c in self.missing_flag_columns_],
+                dtype=np.intp,
+            )
+        if self.categorical_columns_:
+            parts["categorical"]["codes"].categories_ = [
+                np.asarray(self.categories_[column], dtype=object)
+                for column in self.categorical_columns_
+            ]
+        return transformer
+
     # --- transforming ----------------------------------------------------------------------
     def transform(self, frame):
-        """Return ``{"numeric": float32 (n, n_num), "categorical": int32 (n, n_cat)}``.
+        """Model inputs for the rows of ``frame`` (a pandas DataFrame).
 
-        Keys with no columns are left out. Extra columns in ``frame`` are ignored.
+        Returns:
+            ``{"numeric": float32 (n, n_numeric_tokens), "categorical": int32 (n, n_cat)}``:
+            the numeric columns' normal scores, then their missing flags (0/1); the categorical
+            columns' codes (0 for missing or unseen). Keys with no columns are left out. Extra
+            columns in ``frame`` are ignored.
 
         Raises:
             ValueError: a fitted column is missing, a numeric column holds non-numeric
-                values, or a numeric column holds ``inf``.
+                values, or a numeric column holds ``inf`` or values beyond ±1e300.
         """
         missing = [c for c in self.feature_names_in_ if c not in frame.columns]
         if missing:
             raise ValueError(
                 f"The data is missing feature columns the model was trained on: {missing}"
             )
+        if list(frame.columns) != self.feature_names_in_:
+            # Extra columns, which might have names scikit-learn refuses (not strings).
+            frame = frame[self.feature_names_in_]
+        encoded = self.column_transformer_.transform(frame)
         out = {}
         if self.numeric_columns_:
-            numeric = self._numeric_matrix(frame)
-            is_nan = np.isnan(numeric)
-            filled = np.where(is_nan, np.asarray(self.medians_), numeric)
-            transformed = self._quantile_transformer().transform(filled)
-            flags = [is_nan[:, self.numeric_columns_.index(c)] for c in self.missing_flag_columns_]
-            if flags:
-                transformed = np.concatenate([transformed, np.stack(flags, axis=1)], axis=1)
-            out["numeric"] = transformed.astype("float32")
+            out["numeric"] = encoded[:, :self.n_numeric_tokens].astype("float32")
         if self.categorical_columns_:
-            codes = np.zeros((len(frame), len(self.categorical_columns_)), dtype="int32")
-            for j, column in enumerate(self.categorical_columns_):
-                lookup = {key: i + 1 for i, key in enumerate(self.categories_[column])}
-                values = frame[column]
-                keys = values.map(lambda v: None if pd.isna(v) else _category_key(v))
-                # Missing (None) and unseen categories both map to the reserved code 0.
-                codes[:, j] = keys.map(lambda k: lookup.get(k, 0)).to_numpy(dtype="int32")
-            out["categorical"] = codes
+            out["categorical"] = encoded[:, self.n_numeric_tokens:].astype("int32")
         return out
 
     def fit_transform(self, frame):
+        """``fit(frame)``, then ``transform(frame)``."""
         return self.fit(frame).transform(frame)
 
     @property
     def n_numeric_tokens(self):
+        """Numeric columns plus missing flags: the width of ``transform``'s ``"numeric"``."""
         return len(self.numeric_columns_) + len(self.missing_flag_columns_)
 
     @property
     def categorical_cardinalities(self):
+        """Known categories per categorical column (tuple of ints; code 0 comes on top)."""
         return tuple(len(self.categories_[c]) for c in self.categorical_columns_)
-
-    def _numeric_matrix(self, frame):
-        columns = []
-        for column in self.numeric_columns_:
-            series = frame[column]
-            if _is_categorical_dtype(series) and not pd.api.types.is_bool_dtype(series):
-                converted = pd.to_numeric(series, errors="coerce")
-                bad = series[converted.isna() & series.notna()]
-                if len(bad):
-                    examples = bad.astype(str).unique()[:3].tolist()
-                    raise ValueError(
-                        f"Numeric column {column!r} holds non-numeric values, e.g. {examples}. "
-                        "Clean the column or pass it in `categorical=`."
-                    )
-                series = converted
-            values = series.to_numpy(dtype="float64", na_value=np.nan)
-            if np.isinf(values).any():
-                raise ValueError(
-                    f"Numeric column {column!r} holds {int(np.isinf(values).sum())} infinite "
-                    "values; replace them (e.g. with NaN) before training or predicting."
-                )
-            huge = np.abs(np.nan_to_num(values)) > MAX_ABS_VALUE
-            if huge.any():
-                raise ValueError(
-                    f"Numeric column {column!r} holds {int(huge.sum())} values too large to "
-                    f"compute with (beyond ±{MAX_ABS_VALUE:g}, near the largest float); "
-                    "rescale the column (e.g. take its logarithm)"
-                )
-            columns.append(values)
-        if not columns:
-            return np.zeros((len(frame), 0))
-        return np.stack(columns, axis=1)
-
-    def _quantile_transformer(self):
-        # Rebuild the fitted scikit-learn transformer from its JSON-able state.
-        transformer = QuantileTransformer(output_distribution="normal")
-        transformer.quantiles_ = np.asarray(self.quantiles_, dtype="float64").T
-        transformer.references_ = np.asarray(self.references_, dtype="float64")
-        transformer.n_quantiles_ = len(self.references_)
-        transformer.n_features_in_ = len(self.numeric_columns_)
-        return transformer
 
     # --- JSON ------------------------------------------------------------------------------
     _STATE = (
@@ -512,6 +658,7 @@ class TabularPreprocessor:
     )
 
     def to_dict(self):
+        """The fitted state as a dict of plain JSON values (lists, strings, numbers)."""
         return {
             "format_version": FORMAT_VERSION,
             "params": {
@@ -524,6 +671,19 @@ class TabularPreprocessor:
 
     @classmethod
     def from_dict(cls, state):
+        """The fitted preprocessor from ``to_dict``'s dict, ``column_transformer_`` rebuilt.
+
+        Args:
+            state: the dict of ``to_dict`` (as read back from JSON).
+
+        Returns:
+            A fitted ``TabularPreprocessor``.
+
+        Raises:
+            ValueError: another ``format_version``, or entries that do not fit together
+                (e.g. quantile lists of different lengths).
+            KeyError, TypeError: a missing or malformed entry.
+        """
         if state.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"Unsupported preprocessing format_version {state.get('format_version')!r}; "
@@ -532,14 +692,17 @@ class TabularPreprocessor:
         self = cls(**state["params"])
         for name in cls._STATE:
             setattr(self, name, state[name])
+        self.column_transformer_ = self._restored_column_transformer()
         return self
 
     def save(self, path):
+        """Write ``to_dict()`` as JSON to ``path``."""
         with open(path, "w", encoding="utf-8") as file:
             json.dump(self.to_dict(), file)
 
     @classmethod
     def load(cls, path):
+        """The fitted preprocessor saved by ``save`` at ``path`` (see ``from_dict``)."""
         with open(path, encoding="utf-8") as file:
             return cls.from_dict(json.load(file))
 
