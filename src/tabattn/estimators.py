@@ -1092,7 +1092,7 @@ def load(path):
         ) from error
     try:
         estimator.preprocessor_ = TabularPreprocessor.from_dict(preprocessing)
-    except (KeyError, TypeError, AttributeError) as error:
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise ValueError(
             _not_complete(path, PREPROCESSING_FILE, f"is corrupt (bad or missing entry {error})")
         ) from error
