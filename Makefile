@@ -7,6 +7,8 @@ BACKENDS ?= jax torch tensorflow
 # torch is pinned here because this machine has a CPU wheel of 2.13.0 on disk; a looser pin
 # pulls a CUDA build of several GB. Users elsewhere may use any torch >= 2.4.
 TORCH_PIN ?= torch==2.13.0
+# Two test processes: most tests keep one core busy, and CI machines have two.
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: run test venv clean
@@ -25,7 +27,7 @@ test: venv
 	$(PIP) install --quiet '$(TORCH_PIN)' -e '.[dev,cli,jax,torch,tensorflow]'
 	@status=0; for backend in $(BACKENDS); do \
 	  echo "=== tests on the $$backend backend ==="; \
-	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest $(PYTEST_ARGS) || status=1; \
+	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 clean:
