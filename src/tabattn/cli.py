@@ -220,9 +220,19 @@ def main():
 @click.option("--verbose", type=click.IntRange(0, 2), default=None,
               help="0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
                    "terminal, 2 when the output goes to a file or pipe).")
+@click.option("--distribution", type=click.Choice(["none", "auto", "data-parallel"]),
+              default=None,
+              help="Split every batch over several devices (GPUs, TPUs) with Keras's "
+                   "data-parallel training, on the JAX backend: 'data-parallel' (an error on "
+                   "another backend), or 'auto' (when the backend is JAX and there are several "
+                   "devices; otherwise one device). Default: 'none' (one device), or "
+                   "'data-parallel' when --devices is given.")
+@click.option("--devices", type=click.IntRange(min=1), default=None,
+              help="Use the first N devices (default: all of them with --distribution "
+                   "data-parallel or auto).")
 def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble_size,
         learning_rate, model_params, categorical, numeric, drop, split_column, class_weight,
-        seed, out, resume, verbose):
+        seed, out, resume, verbose, distribution, devices):
     """Train on DATA (CSV, CSV.GZ or Parquet; default: the bundled Adult data), evaluate on a
     held-out test split, and save the model, metrics and feature importances."""
     started = time.monotonic()
@@ -233,6 +243,7 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble
         raise click.UsageError("--resume needs the --out of the interrupted fit")
     backend = _select_backend()
     click.echo(f"Keras backend: {backend}")
+    distribution = _distribution(distribution, devices)
     out = out or os.path.join(
         "runs", f"{_data_name(data)}-{datetime.datetime.now(datetime.timezone.utc):%Y%m%dT%H%M%SZ}"
     )
@@ -242,7 +253,7 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble
         numeric=list(numeric) or None, random_state=seed, verbose=verbose,
         ensemble_size=ensemble_size,
         class_weight=None if class_weight == "none" else class_weight,
-        backup_dir=_backup_path(out),
+        backup_dir=_backup_path(out), distribution=distribution,
     )
     _check_backup(out, resume)
     staging, created, saved = None, [], False
@@ -286,6 +297,52 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble
             _remove_folders(created)
     _print_results(metrics, importances)
     click.echo(f"Saved model, metrics and feature importances to {out}")
+
+
+def _distribution(choice, devices):
+    """The estimator's ``distribution`` for ``--distribution`` and ``--devices``."""
+    if choice is None:
+        choice = "none" if devices is None else "data-parallel"
+    if choice == "none":
+        if devices is not None:
+            raise click.UsageError(
+                "--devices needs --distribution data-parallel or auto (or no --distribution)"
+            )
+        return None
+    from tabattn import _distribute
+
+    try:
+        resolved = _distribute.resolve(choice)  # an error here: data-parallel off JAX
+    except ValueError as error:
+        raise click.UsageError(
+            str(error).replace(f"distribution={choice!r}", f"--distribution {choice}")
+            .replace("distribution=None", "--distribution none")
+        ) from error
+    if resolved is None:
+        if devices is not None and devices > 1:
+            raise click.UsageError(
+                f"--devices {devices}: --distribution {choice} trains on one device here "
+                "(data-parallel training needs the JAX backend and more than one device)"
+            )
+        click.echo("Distribution: none (one device)")
+        return None
+    import keras
+
+    available = keras.distribution.list_devices()
+    if devices is not None and devices > len(available):
+        raise click.UsageError(
+            f"--devices {devices}: there are only {len(available)} devices "
+            f"({', '.join(available)})"
+        )
+    if devices == 1:
+        click.echo("Distribution: none (--devices 1)")
+        return None
+    if devices is not None:
+        available = available[:devices]
+        choice = keras.distribution.DataParallel(devices=available, auto_shard_dataset=False)
+    click.echo(f"Distribution: data-parallel over {len(available)} devices "
+               f"({', '.join(available)})")
+    return choice
 
 
 def _backup_path(out):

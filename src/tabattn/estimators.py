@@ -6,6 +6,7 @@ preprocesses (``tabattn.data.TabularPreprocessor``), trains with early stopping 
 ``self``; fitted attributes end in ``_``.
 """
 
+import contextlib
 import json
 import numbers
 import os
@@ -26,7 +27,7 @@ try:
     from sklearn.metrics import log_loss as sk_log_loss
     from sklearn.metrics import make_scorer
     from sklearn.model_selection import train_test_split
-    from sklearn.utils._param_validation import Interval, StrOptions
+    from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
     from sklearn.utils.class_weight import compute_class_weight
     from sklearn.utils.validation import (
         _check_sample_weight,
@@ -41,6 +42,7 @@ except ImportError as error:  # pragma: no cover
         "Install them with: pip install 'tabattn[cli]'"
     ) from error
 
+from tabattn import _distribute
 from tabattn.data import TabularPreprocessor, _category_key, target_mask
 from tabattn.explain import BACKGROUND_ROWS
 from tabattn.explain import explain as _explain
@@ -212,7 +214,7 @@ class _TimeLimit(keras.callbacks.Callback):
         now = time.monotonic()
         self.durations.append(now - self.epoch_start)
         next_epoch = max(self.durations[1:] or self.durations)
-        if now - self.start + next_epoch > self.seconds:
+        if _distribute.agreed(now - self.start + next_epoch > self.seconds):
             self.model.stop_training = True
             self.stopped = True
 
@@ -360,6 +362,8 @@ class _TabularEstimator(BaseEstimator):
         "ensemble_size": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "callbacks": [list, None],
         "backup_dir": [str, os.PathLike, None],
+        "distribution": [StrOptions(set(_distribute.CHOICES)),
+                         HasMethods(["scope", "get_data_layout"]), None],
     }
 
     def __init__(
@@ -380,6 +384,7 @@ class _TabularEstimator(BaseEstimator):
         ensemble_size=None,
         callbacks=None,
         backup_dir=None,
+        distribution=None,
     ):
         self.model = model
         self.model_params = model_params
@@ -397,6 +402,7 @@ class _TabularEstimator(BaseEstimator):
         self.ensemble_size = ensemble_size
         self.callbacks = callbacks
         self.backup_dir = backup_dir
+        self.distribution = distribution
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -433,9 +439,19 @@ class _TabularEstimator(BaseEstimator):
                 of another length, or with fewer than 2 rows with a value; a feature column
                 that copies the target; a classification target with one class or with
                 continuous values; a regression target with non-numeric or infinite values;
-                negative sample weights; and any error of ``tabattn.data.TabularPreprocessor``.
+                negative sample weights; ``distribution="data-parallel"`` (or a
+                ``Distribution``) off JAX, or a ``batch_size`` that does not split evenly over
+                its devices; and any error of ``tabattn.data.TabularPreprocessor``.
         """
         started = time.monotonic()
+        self._distribution = distribution = _distribute.resolve(self.distribution)
+        multi_process = _distribute.is_multi_process(distribution)
+        if multi_process and y is not None:
+            # Each process passed its share: all fit the preprocessing on the whole table.
+            _distribute.check_multi_process(self.random_state, self.backup_dir)
+            X, y, sample_weight, eval_set = _distribute.gather_shares(
+                X, y, sample_weight, eval_set
+            )
         if self.random_state is not None:
             keras.utils.set_random_seed(self.random_state)
         train, validation = self._fit_data(X, y, sample_weight, eval_set)
@@ -454,7 +470,12 @@ class _TabularEstimator(BaseEstimator):
             auto_model(len(train.target)) if self.model == "auto" else self.model
         )
         config = self._model_config(inputs_train, train.encoded)
-        self._train_ensemble(config, inputs_train, train, inputs_val, validation, started)
+        with (contextlib.nullcontext() if distribution is None
+              else _distribute.active(distribution)):
+            self._train_ensemble(config, inputs_train, train, inputs_val, validation, started)
+        if multi_process:  # each process predicts its own rows on its own device
+            self.models_ = [_distribute.localized(model) for model in self.models_]
+            self.model_ = self.models_[0]
         self.feature_importances_ = self._column_importances(inputs_val, validation)
         return self
 
@@ -568,7 +589,7 @@ class _TabularEstimator(BaseEstimator):
                 # Each member gets an equal share of the time that is left; one whose share
                 # would not cover an epoch of the first (compilation included) is not trained.
                 seconds = (self.time_limit - (time.monotonic() - started)) / (size - member)
-                if member and seconds < first_epoch_seconds:
+                if member and _distribute.agreed(seconds < first_epoch_seconds):
                     break
             if member and self.random_state is not None:
                 keras.utils.set_random_seed((self.random_state + member) % 2**32)
@@ -629,6 +650,18 @@ class _TabularEstimator(BaseEstimator):
             row_index = np.full(len(targets_train), -1, dtype="int32")
             row_index[kept] = np.arange(len(kept), dtype="int32")
             inputs_train = dict(inputs_train, row_index=row_index)
+        sample_weight = self._row_weights(train)
+        validation_data = (inputs_val, validation.encoded, None if validation.weights is None
+                           else validation.weights.astype("float32"))
+        feed = None
+        if self._distribution is not None:
+            # This process's rows, padded to split evenly over the devices (see Feed).
+            feed = _distribute.Feed(self._distribution, batch_size, self.batch_size == "auto")
+            batch_size = feed.batch_size
+            inputs_train, targets_train, sample_weight = feed.rows(
+                inputs_train, targets_train, sample_weight, "loss"
+            )
+            validation_data = feed.rows(*validation_data, "val_loss")
         optimizer_config = {
             **model_class.default_optimizer_config(),
             **ESTIMATOR_OPTIMIZER_PARAMS[self.model_name_],
@@ -666,14 +699,13 @@ class _TabularEstimator(BaseEstimator):
         if self.backup_dir is not None:
             backup = _TrainingBackup(self._member_backup(member), early_stopping, swap_ema)
             callbacks.append(backup)
-        validation_data = (inputs_val, validation.encoded)
-        if validation.weights is not None:
-            validation_data += (validation.weights.astype("float32"),)
+        if feed is not None and feed.factors:
+            callbacks.insert(0, _distribute.LossScale(feed.factors))
         history = model.fit(
             inputs_train,
             targets_train,
-            sample_weight=self._row_weights(train),
-            validation_data=validation_data,
+            sample_weight=sample_weight,
+            validation_data=validation_data[:2] if validation_data[2] is None else validation_data,
             epochs=self.epochs,
             batch_size=batch_size,
             callbacks=callbacks,
@@ -746,8 +778,10 @@ class _TabularEstimator(BaseEstimator):
     def _member_outputs(self, X, batch_size=4096):
         # One (n_samples, d_out) float64 array per member of the ensemble.
         inputs = self._inputs(X)
+        distribution = _distribute.resolve(self.distribution)
         return [
-            np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), dtype="float64")
+            np.asarray(_distribute.predict(model, inputs, batch_size, distribution),
+                       dtype="float64")
             for model in self.models_
         ]
 
@@ -774,8 +808,8 @@ class _TabularEstimator(BaseEstimator):
         self.preprocessor_.save(os.path.join(path, PREPROCESSING_FILE))
         state = {
             "class": type(self).__name__,
-            # Callbacks are objects of the training run, not of the model: not saved.
-            "params": dict(self.get_params(), callbacks=None),
+            # Callbacks and devices are of the training run, not of the model: not saved.
+            "params": dict(self.get_params(), callbacks=None, distribution=None),
             "columns": self._columns,
             "has_feature_names": hasattr(self, "feature_names_in_"),
             "n_features_in": self.n_features_in_,
@@ -868,6 +902,45 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             saved epoch; with ``random_state`` set it ends with the model an uninterrupted fit
             gives, on JAX and PyTorch (TensorFlow's data pipeline shuffles from its own
             stream). The folder is removed when ``fit`` completes.
+        distribution: data-parallel training over several devices (GPUs, TPUs) with
+            Keras's ``keras.distribution`` API, on the JAX backend: each batch is split
+            evenly over the devices, each computes the gradient of its part with a replica of
+            the weights, and the gradients are averaged. ``None`` (default): one device (as
+            Keras is set up). ``"auto"``: ``keras.distribution.DataParallel`` over all devices
+            (``keras.distribution.list_devices()``) when the backend is JAX and there is more
+            than one, otherwise one device, as ``None``. ``"data-parallel"``: the same, but a
+            ``ValueError`` on another backend. Or a ``keras.distribution.Distribution`` of
+            your own (JAX only), e.g. ``DataParallel(devices=list_devices()[:2])``. It is
+            Keras's current distribution while ``fit`` builds, compiles and trains the models
+            and while ``predict`` uses them; the caller's (usually none) is restored after.
+            Every batch must split evenly: ``batch_size="auto"`` is rounded up to a multiple
+            of the devices; an explicit ``batch_size`` that is not one is a ``ValueError``
+            (rounding it would change the training asked for). Training and validation rows
+            that do not split evenly are padded with copies of a row at weight 0; the loss
+            logged (and early stopping) is the mean over the real rows, other metrics count
+            the padding. With padded training rows the shuffling differs from one device's,
+            so the fit differs as with another seed; otherwise it repeats the one-device fit
+            up to rounding (TabR's nearest neighbours may then differ at near ties). The
+            variables (TabR's stored rows too) are replicated on every device; early
+            stopping, ``time_limit``, TabR's moving average of the weights and its stored
+            keys' refresh, and ``backup_dir`` work as on one device. ``save`` does not keep
+            it: a loaded estimator predicts on one device (``set_params(distribution=...)``
+            to spread its predictions again).
+
+            Over several processes (several hosts, or one process per GPU): call
+            ``jax.distributed.initialize(coordinator_address, num_processes, process_id)``
+            in each process before Keras builds anything, then fit the same estimator
+            (``random_state`` set, the same on all) in every process on that process's share
+            of the rows (``X``, ``y``, ``sample_weight`` and ``eval_set`` alike). The
+            processes exchange their shares, so that each fits the preprocessing, target
+            encoding and validation split of the whole table (every process then holds all
+            rows, in process order), and each feeds the training steps an equal part of the
+            rows; ``batch_size`` counts a step's rows over all processes. A distribution of
+            your own must then be a ``DataParallel(..., auto_shard_dataset=False)``.
+            ``time_limit`` stops all processes at the same epoch; ``backup_dir`` is not
+            supported (a ``ValueError``). After ``fit`` every process holds the same models
+            on its own device and predicts its own rows alone; save from one process. See
+            docs/guides/distributed.md.
 
     Fitted attributes:
         ``models_`` (the Keras models of the ensemble, returning logits; one unless
@@ -906,13 +979,14 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
                  learning_rate=None, weight_decay=None, patience=16, validation_fraction=0.2,
                  categorical=None, numeric=None, time_limit=None, class_weight=None,
                  random_state=None, verbose=1, ensemble_size=None, callbacks=None,
-                 backup_dir=None):
+                 backup_dir=None, distribution=None):
         super().__init__(
             model=model, model_params=model_params, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, weight_decay=weight_decay, patience=patience,
             validation_fraction=validation_fraction, categorical=categorical, numeric=numeric,
             time_limit=time_limit, random_state=random_state, verbose=verbose,
             ensemble_size=ensemble_size, callbacks=callbacks, backup_dir=backup_dir,
+            distribution=distribution,
         )
         self.class_weight = class_weight
 
