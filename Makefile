@@ -1,4 +1,5 @@
 # Quick start: `make run` trains on the bundled data; `make test` runs the suite on every backend.
+# `make docs` builds the documentation site into site/.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ TORCH_PIN ?= torch==2.13.0
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: run test venv clean
+.PHONY: run test docs venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +31,12 @@ test: venv
 	  KERAS_BACKEND=$$backend $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
+# The site's figures are drawn during the build (docs/hooks.py, on JAX); --strict fails on any
+# warning (a broken link, a docstring that does not parse). NO_MKDOCS_2_WARNING silences the
+# Material theme's notice about MkDocs 2.
+docs: venv
+	$(PIP) install --quiet -e '.[docs,jax,cli]'
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache runs
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache runs site docs/figures

@@ -1,4 +1,5 @@
-"""The documentation runs: every docstring example in the package and every README code block."""
+"""The documentation runs: every docstring example in the package, every README code block and
+every python block of the documentation site (docs/), which has a page for every public layer."""
 
 import doctest
 import importlib
@@ -44,3 +45,80 @@ def test_readme_has_python_examples():
 def test_readme_code_blocks_run(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(_readme_blocks()[index], f"README.md[python block {index}]", "exec"), {})
+
+
+# --- the documentation site (docs/) ---------------------------------------------------------
+# Every ```python block of docs/**/*.md runs, each in a fresh namespace and an empty folder. A
+# block meant for one backend only is preceded by an HTML comment (invisible on the site):
+#     <!-- docs-test: backend=torch -->
+# and is skipped, with the reason, on the other backends. A block that cannot run in one test
+# process (a script for several processes) says why: <!-- docs-test: skip=the-reason -->.
+
+DOCS = ROOT / "docs"
+_DOCS_BLOCK = re.compile(
+    r"^(?:<!--\s*docs-test:\s*(?P<directive>[^>]*?)\s*-->\n)?```python\n(?P<code>.*?)^```",
+    flags=re.DOTALL | re.MULTILINE,
+)
+
+
+def _docs_pages():
+    return sorted(DOCS.rglob("*.md"))
+
+
+def _docs_blocks():
+    blocks = []
+    for path in _docs_pages():
+        name = path.relative_to(DOCS).as_posix()
+        for index, match in enumerate(_DOCS_BLOCK.finditer(path.read_text(encoding="utf-8"))):
+            text = match["directive"] or ""
+            if text.startswith("skip="):  # a free-text reason
+                directive = {"skip": text[len("skip="):]}
+            else:
+                directive = dict(item.split("=", 1) for item in text.split() if "=" in item)
+            where = f"{name}[{index}]"
+            blocks.append(pytest.param(where, match["code"], directive, id=where))
+    return blocks
+
+
+def test_docs_python_blocks_are_all_found():
+    # A ```python fence that the pattern above misses (indented in a list or an admonition,
+    # or with attributes) would never run: keep every python block at the start of a line.
+    for path in _docs_pages():
+        text = path.read_text(encoding="utf-8")
+        fences = len(re.findall(r"```\s*python", text)) + len(re.findall(r"```\s*py\b", text))
+        assert fences == len(_DOCS_BLOCK.findall(text)), f"{path}: a python block is not tested"
+
+
+@pytest.mark.parametrize(("where", "code", "directive"), _docs_blocks())
+def test_docs_code_blocks_run(where, code, directive, tmp_path, monkeypatch):
+    import keras
+
+    if "skip" in directive:
+        pytest.skip(directive["skip"])
+    backend = directive.get("backend")
+    if backend is not None and backend != keras.backend.backend():
+        pytest.skip(f"this block is written for the {backend} backend")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, f"docs/{where}", "exec"), {"__name__": "__docs__"})
+
+
+def _public_layers():
+    import tabattn.layers
+
+    return sorted(tabattn.layers.__all__)
+
+
+def test_every_public_layer_has_a_page():
+    # docs/layers/<Name>.md for every name in tabattn.layers.__all__, and no page for another.
+    pages = {path.stem for path in (DOCS / "layers").glob("*.md")} - {"index"}
+    assert pages == set(_public_layers())
+
+
+@pytest.mark.parametrize("name", _public_layers())
+def test_layer_page_renders_its_layer_and_is_in_the_nav(name):
+    page = (DOCS / "layers" / f"{name}.md").read_text(encoding="utf-8")
+    assert page.startswith(f"# {name}\n")
+    assert f"::: tabattn.layers.{name}\n" in page  # the parameters, from the docstring
+    assert "```python\n" in page  # a runnable example
+    assert f"layers/{name}.md" in (ROOT / "mkdocs.yml").read_text(encoding="utf-8")
+    assert f"]({name}.md)" in (DOCS / "layers" / "index.md").read_text(encoding="utf-8")
