@@ -190,3 +190,35 @@ def test_bad_target_arguments(table):
         TabularClassifier().fit(folder, "income")
     with pytest.raises(ValueError, match="must be the name of the target column"):
         TabularClassifier().fit(folder, np.zeros(N_ROWS))
+
+
+def test_cli_fit_and_predict_stream(table, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from tabattn import load
+    from tabattn.cli import main
+
+    frame, folder = table
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, [
+        "fit", folder, "--target", "y", "--drop", "r", "--model", "tabm", "--epochs", "1",
+        "--model-params", '{"k": 2, "n_blocks": 1, "d_block": 16}', "--batch-size", "256",
+        "--out", str(out), "--verbose", "0",
+    ])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    test = streaming.test_mask(np.arange(N_ROWS), 0.2, 0)
+    assert metrics["rows"]["train"] + metrics["rows"]["validation"] == int((~test).sum())
+    assert set(metrics["test"]) >= {"accuracy", "log_loss"}
+    estimator = load(out)
+    expected = estimator.predict_proba(frame[["a", "b", "c", "flag"]])
+    for name in ("predictions.parquet", "predictions.csv"):
+        result = CliRunner().invoke(main, ["predict", str(out), folder, "-o", str(tmp_path / name)])
+        assert result.exit_code == 0, result.output
+        written = (pd.read_parquet if name.endswith("parquet") else pd.read_csv)(tmp_path / name)
+        assert len(written) == N_ROWS
+        np.testing.assert_allclose(written["proba_pos"], expected[:, 1], rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "predictions.csv", "predictions.parquet", "run"]

@@ -70,7 +70,7 @@ _MASK64 = (1 << 64) - 1
 def is_stream_source(X):
     """Whether ``X`` is read as a stream: a ``pyarrow.dataset.Dataset``, a directory, or a
     path (``str``/``os.PathLike``) ending in ``.parquet`` or ``.pq``."""
-    if isinstance(X, ds.Dataset):
+    if isinstance(X, (ds.Dataset, ParquetSource)):
         return True
     if isinstance(X, (str, os.PathLike)):
         path = os.fspath(X)
@@ -126,9 +126,13 @@ class ParquetSource:
     Args:
         source: a Parquet file path, a directory of Parquet files or a
             ``pyarrow.dataset.Dataset``.
+        columns: the columns to read (default: all); others are left out of ``columns``.
+        rows: ``None``, or a function of int64 global row numbers ``(n,)`` returning bool
+            ``(n,)``: the rows that belong to this table (e.g. the CLI's training rows).
+            Rows keep their global numbers.
 
-    Attributes: ``dataset``, ``schema``, ``columns`` (names), ``n_rows`` (int), ``name``
-    (for messages).
+    Attributes: ``dataset``, ``schema``, ``columns`` (names), ``n_rows`` (int: rows of the
+    files, before ``rows``), ``name`` (for messages).
 
     Raises:
         FileNotFoundError: the path does not exist, or a directory holds no Parquet file.
@@ -136,7 +140,8 @@ class ParquetSource:
             table has no rows.
     """
 
-    def __init__(self, source):
+    def __init__(self, source, columns=None, rows=None):
+        self.row_filter = rows
         if isinstance(source, ds.Dataset):
             self.name = "the dataset"
             files = getattr(source, "files", None)
@@ -155,6 +160,9 @@ class ParquetSource:
             self.dataset = ds.dataset(files, schema=schema, format="parquet")
         self.schema = self.dataset.schema
         self.columns = list(self.schema.names)
+        if columns is not None:
+            self.require(columns)
+            self.columns = [c for c in self.columns if c in set(columns)]
         self._fragments = list(self.dataset.get_fragments())
         counts = [f.count_rows() for f in self._fragments]
         self._starts = np.concatenate([[0], np.cumsum(counts)]).astype("int64")
@@ -184,8 +192,14 @@ class ParquetSource:
             for batch in self._fragments[i].to_batches(
                 schema=self.schema, columns=list(columns), batch_size=read_rows
             ):
-                yield np.arange(start, start + batch.num_rows, dtype="int64"), batch
+                rows = np.arange(start, start + batch.num_rows, dtype="int64")
                 start += batch.num_rows
+                if self.row_filter is not None:
+                    keep = np.asarray(self.row_filter(rows), dtype=bool)
+                    if not keep.any():
+                        continue
+                    rows, batch = rows[keep], batch.filter(pa.array(keep))
+                yield rows, batch
 
 
 # --- hashing ---------------------------------------------------------------------------------
@@ -561,6 +575,7 @@ def fit_stream(estimator, source, target, sample_weight=None, eval_set=None, *,
     task = estimator._task
     found = scan(source, features, target, task, estimator.validation_fraction, seed,
                  sample_rows, read_rows)
+    estimator._stream_scan = found  # the samples, for the CLI's metrics
     estimator.feature_names_in_ = np.asarray(features, dtype=object)
     estimator.n_features_in_ = len(features)
     estimator._columns = list(features)
@@ -666,11 +681,12 @@ def iter_frames(estimator, source, read_rows=DEFAULT_READ_ROWS):
         yield batch.to_pandas()
 
 
-def write_predictions(estimator, source, output, read_rows=DEFAULT_READ_ROWS):
+def write_predictions(estimator, source, output, staging=None, read_rows=DEFAULT_READ_ROWS):
     """Predict the rows of ``source`` batch by batch and write them to ``output`` (``.csv``
-    or ``.parquet``/``.pq``): a column ``prediction`` and, for a classifier,
-    ``proba_<class>`` per class. The file is written under a temporary name in the same
-    folder and renamed at the end: an interrupted run leaves no partial ``output``.
+    or ``.parquet``/``.pq``; another name: CSV): a column ``prediction`` and, for a
+    classifier, ``proba_<class>`` per class. The file is written under the temporary name
+    ``staging`` (default: a hidden name in the same folder) and renamed at the end: an
+    interrupted run leaves no partial ``output``.
 
     Returns:
         The number of rows written.
@@ -678,7 +694,9 @@ def write_predictions(estimator, source, output, read_rows=DEFAULT_READ_ROWS):
     from tabattn.estimators import TabularClassifier
 
     folder = os.path.dirname(os.path.abspath(output))
-    staging = os.path.join(folder, f".{os.path.basename(output)}.{os.getpid()}.partial")
+    staging = staging or os.path.join(
+        folder, f".{os.path.basename(output)}.{os.getpid()}.partial"
+    )
     parquet = output.lower().endswith(PARQUET_SUFFIXES)
     writer, written = None, 0
     try:
@@ -711,3 +729,40 @@ def write_predictions(estimator, source, output, read_rows=DEFAULT_READ_ROWS):
         if os.path.exists(staging):
             os.remove(staging)
     return written
+
+
+def evaluate_stream(estimator, source, target, read_rows=DEFAULT_READ_ROWS):
+    """``tabattn.estimators.evaluation_metrics`` of ``estimator`` on the rows of ``source``
+    (a ``ParquetSource``, file, directory or Dataset) with a ``target`` value, predicted in
+    batches. Holds the targets and predictions of all those rows (one value per row and
+    class), not their features.
+
+    Raises:
+        ValueError: ``target`` or a feature column is not in the table; no row has a target.
+    """
+    from tabattn.estimators import TabularClassifier
+
+    source = source if isinstance(source, ParquetSource) else ParquetSource(source)
+    source.require([target], "target column")
+    source.require(estimator._columns, "feature column the model was trained on,")
+    truths, outputs = [], []
+    for _, batch in source.batches(list(estimator._columns) + [target], read_rows):
+        batch = batch.filter(pa.array(_has_target(batch, target)))
+        if batch.num_rows == 0:
+            continue
+        frame = batch.to_pandas()
+        truths.append(frame[target].to_numpy())
+        features = frame[estimator._columns]
+        outputs.append(estimator.predict_proba(features) if isinstance(
+            estimator, TabularClassifier) else estimator.predict(features))
+    if not truths:
+        raise ValueError(f"No row of {source.name} has a value in target column {target!r}")
+    truth = pd.Series(np.concatenate(truths)).infer_objects()
+    return estimator.target_.evaluate(truth, np.concatenate(outputs))
+
+
+def test_mask(rows, fraction, seed):
+    """bool ``(n,)``: the global ``rows`` that ``tabattn fit`` holds out for testing when
+    it reads its input as a stream (a hash of the row number and ``--seed``, like
+    ``validation_mask`` with another salt)."""
+    return row_uniform(rows, seed, TEST_SALT) < fraction
