@@ -167,6 +167,14 @@ def test_streamed_tabr_stores_a_sample_of_training_rows(table):
     assert set(reg.context_rows_.tolist()) <= set(train.tolist())
     assert reg.target_mean_ == pytest.approx(frame["r"].mean())
     assert reg.predict(_projected(folder, ["a", "b", "c", "r"])).shape == (N_ROWS,)
+    # Training rows stored in the context skip themselves: their row_index is their place.
+    batches = streaming.ParquetBatches(
+        reg, streaming.ParquetSource(_projected(folder, ["a", "b", "c", "r"])), "r", "train",
+        n_rows=len(train), batch_size=1000, seed=0, context_rows=reg.context_rows_,
+    )
+    row_index = np.concatenate([batches[i][0]["row_index"] for i in range(len(batches))])
+    place = {row: i for i, row in enumerate(reg.context_rows_.tolist())}
+    np.testing.assert_array_equal(row_index, [place.get(row, -1) for row in train.tolist()])
 
 
 def test_files_that_disagree_are_refused(tmp_path):

@@ -41,13 +41,13 @@ except ImportError as error:  # pragma: no cover
         "Install them with: pip install 'tabattn[cli]'"
     ) from error
 
+from tabattn import streaming
 from tabattn.data import TabularPreprocessor, _category_key, target_mask
 from tabattn.explain import BACKGROUND_ROWS
 from tabattn.explain import explain as _explain
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import compute_bins
 from tabattn.models import FTTransformer, TabM, TabR
-from tabattn import streaming
 from tabattn.targets import (  # noqa: F401  (also this module's public names, as before)
     classification_metrics,
     probabilities_from_logits,

@@ -480,10 +480,11 @@ class ParquetBatches(keras.utils.PyDataset):
             inputs = self.estimator.preprocessor_.transform(frame[self.estimator._columns])
             encoded = self.estimator.target_.encode(frame[self.target])
             if self.context_rows is not None:
-                position = np.searchsorted(self.context_rows, rows)
-                found = position < len(self.context_rows)
-                found[found] = self.context_rows[position[found]] == rows[found]
-                inputs["row_index"] = np.where(found, position, -1).astype("int32")
+                order = np.argsort(self.context_rows, kind="stable")
+                stored = self.context_rows[order]
+                position = np.minimum(np.searchsorted(stored, rows), len(stored) - 1)
+                found = stored[position] == rows
+                inputs["row_index"] = np.where(found, order[position], -1).astype("int32")
             new = [inputs, encoded]
             if self.class_weights is not None:
                 labels = np.asarray(encoded).reshape(len(rows), -1)[:, 0].astype(int)
@@ -595,13 +596,16 @@ def fit_stream(estimator, source, target, sample_weight=None, eval_set=None, *,
     ).fit(sample)
     class_weights = _class_weights(estimator, found)
 
+    made = []  # stopped when training ends, also when it stopped in the middle of a pass
+
     def make_batches(part, n_rows):
         def batches(batch_size, context_rows=None):
-            return ParquetBatches(
+            made.append(ParquetBatches(
                 estimator, source, target, part, n_rows, batch_size, seed,
                 shuffle=part == "train", shuffle_rows=shuffle_rows, read_rows=read_rows,
                 context_rows=context_rows, class_weights=class_weights,
-            )
+            ))
+            return made[-1]
         return batches
 
     train = StreamSplit(sample, sample_target, found.sample_rows, found.n_train,
@@ -618,7 +622,11 @@ def fit_stream(estimator, source, target, sample_weight=None, eval_set=None, *,
         auto_model(found.n_train) if estimator.model == "auto" else estimator.model
     )
     config = estimator._model_config(inputs_train, train.encoded)
-    estimator._train_ensemble(config, inputs_train, train, inputs_val, validation, started)
+    try:
+        estimator._train_ensemble(config, inputs_train, train, inputs_val, validation, started)
+    finally:
+        for batches in made:
+            batches._halt()
     estimator.feature_importances_ = estimator._column_importances(inputs_val, validation)
     return estimator
 
@@ -646,9 +654,10 @@ def _class_weights(estimator, found):
 
 def fit_arguments(train, validation, batch_size, context_rows):
     """``keras.Model.fit``'s data arguments for a streamed fit: the two ``ParquetBatches``
-    (``context_rows``: global row numbers of TabR's stored rows, sorted, or ``None``)."""
+    (``context_rows``: global row numbers of TabR's stored rows in context order, or
+    ``None``)."""
     return dict(
-        x=train.batches(batch_size, None if context_rows is None else np.sort(context_rows)),
+        x=train.batches(batch_size, context_rows),
         validation_data=validation.batches(batch_size), shuffle=False,
     )
 
