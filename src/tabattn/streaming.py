@@ -59,6 +59,9 @@ except ImportError as error:  # pragma: no cover
 DEFAULT_SAMPLE_ROWS = 100_000
 DEFAULT_SHUFFLE_ROWS = 65_536
 DEFAULT_READ_ROWS = 65_536
+# Record batches PyArrow reads ahead of the one in use (its default, 16, holds a million rows
+# of 65,536-row batches).
+READAHEAD_BATCHES = 2
 VALIDATION_SAMPLE_ROWS = 2048
 VALIDATION_SALT, SAMPLE_SALT, TEST_SALT = 0x5EED0001, 0x5EED0002, 0x5EED0003
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -190,7 +193,8 @@ class ParquetSource:
         for i in order:
             start = int(self._starts[i])
             for batch in self._fragments[i].to_batches(
-                schema=self.schema, columns=list(columns), batch_size=read_rows
+                schema=self.schema, columns=list(columns), batch_size=read_rows,
+                batch_readahead=READAHEAD_BATCHES, fragment_readahead=1,
             ):
                 rows = np.arange(start, start + batch.num_rows, dtype="int64")
                 start += batch.num_rows
