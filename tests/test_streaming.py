@@ -230,3 +230,8 @@ def test_cli_fit_and_predict_stream(table, tmp_path):
         np.testing.assert_allclose(written["proba_pos"], expected[:, 1], rtol=1e-5, atol=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "predictions.csv", "predictions.parquet", "run"]
+    result = CliRunner().invoke(main, ["evaluate", str(out), folder, "--target", "y"])
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.stdout[result.stdout.index("{"):])
+    expected_loss = estimator.target_.evaluate(frame["y"], expected)["log_loss"]
+    assert evaluated["log_loss"] == pytest.approx(expected_loss, rel=1e-5)

@@ -565,10 +565,11 @@ def predict(model_dir, data, output):
 
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path())
 @click.option("--target", required=True, help="Target column in DATA.")
 def evaluate(model_dir, data, target):
-    """Evaluate the model in MODEL_DIR on DATA; print the metrics as JSON."""
+    """Evaluate the model in MODEL_DIR on DATA; print the metrics as JSON. Parquet DATA (a
+    file or a directory of files) is read in batches."""
     click.echo(f"Keras backend: {_select_backend()}", err=True)
     from tabattn import data as tdata
     from tabattn.estimators import evaluation_metrics, load
@@ -576,6 +577,11 @@ def evaluate(model_dir, data, target):
     try:
         with _warnings_as_lines():
             estimator = load(model_dir)
+            if _streamed(data, stream=data.lower().endswith((".parquet", ".pq"))):
+                from tabattn import streaming
+
+                click.echo(json.dumps(streaming.evaluate_stream(estimator, data, target), indent=1))
+                return
             frame = tdata.read_table(data)
             if target not in frame.columns:
                 raise ValueError(
