@@ -235,3 +235,23 @@ def test_cli_fit_and_predict_stream(table, tmp_path):
     evaluated = json.loads(result.stdout[result.stdout.index("{"):])
     expected_loss = estimator.target_.evaluate(frame["y"], expected)["log_loss"]
     assert evaluated["log_loss"] == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_interrupted_streamed_cli_fit_leaves_no_output(table, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from tabattn.cli import main
+
+    _, folder = table
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(streaming.ParquetBatches, "_batches", interrupted)
+    result = CliRunner().invoke(main, [
+        "fit", folder, "--target", "y", "--drop", "r", "--model", "tabm", "--epochs", "1",
+        "--model-params", '{"k": 2, "n_blocks": 1, "d_block": 16}',
+        "--out", str(tmp_path / "run"), "--verbose", "0",
+    ])
+    assert result.exit_code != 0
+    assert list(tmp_path.iterdir()) == []  # no model folder, staging folder or backup
