@@ -175,7 +175,7 @@ def main():
 
 
 @main.command()
-@click.argument("data", required=False, type=click.Path(dir_okay=False))
+@click.argument("data", required=False, type=click.Path())
 @click.option("--target", help="Target column (default for the bundled Adult data: income).")
 @click.option("--task", type=click.Choice(["classification", "regression"]),
               help="Override the task inferred from the target.")
@@ -217,6 +217,11 @@ def main():
 @click.option("--resume", is_flag=True,
               help="Go on from the last epoch of an interrupted fit into --out (run with the "
                    "same arguments; training state is saved after every epoch).")
+@click.option("--stream", is_flag=True,
+              help="Read Parquet DATA in batches, never all rows at once (the default for a "
+                   "directory of Parquet files and for Parquet files over 1 GiB): test and "
+                   "validation rows are chosen by a hash of the row number, preprocessing is "
+                   "fitted on a sample of 100,000 training rows (see tabattn.streaming).")
 @click.option("--verbose", type=click.IntRange(0, 2), default=None,
               help="0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
                    "terminal, 2 when the output goes to a file or pipe).")
@@ -232,9 +237,10 @@ def main():
                    "data-parallel or auto).")
 def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble_size,
         learning_rate, model_params, categorical, numeric, drop, split_column, class_weight,
-        seed, out, resume, verbose, distribution, devices):
-    """Train on DATA (CSV, CSV.GZ or Parquet; default: the bundled Adult data), evaluate on a
-    held-out test split, and save the model, metrics and feature importances."""
+        seed, out, resume, stream, verbose, distribution, devices):
+    """Train on DATA (CSV, CSV.GZ, Parquet or a directory of Parquet files; default: the
+    bundled Adult data), evaluate on a held-out test split, and save the model, metrics and
+    feature importances."""
     started = time.monotonic()
     model_params = _parse_model_params(model_params)
     if verbose is None:
@@ -259,7 +265,8 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble
     staging, created, saved = None, [], False
     try:
         with _warnings_as_lines():
-            estimator, splits, task, target = _prepare_fit(
+            streamed = _streamed(data, stream)
+            estimator, splits, task, target = (_prepare_fit_stream if streamed else _prepare_fit)(
                 data, target, task, drop, split_column, seed, out, params
             )
             parent = os.path.dirname(os.path.abspath(out))
@@ -276,11 +283,11 @@ def fit(data, target, task, epochs, time_limit, batch_size, model_name, ensemble
                 ) from error
             # The time budget covers the whole command, so count what was spent before training.
             if time_limit == "auto":
-                rows = len(splits["train"][1])
+                rows = splits["train_rows"] if streamed else len(splits["train"][1])
                 time_limit = AUTO_SECONDS + AUTO_SECONDS_PER_1000_ROWS * rows / 1000
             remaining = max(time_limit - (time.monotonic() - started), 1.0) if time_limit else None
             estimator.set_params(time_limit=remaining)
-            metrics = _train(estimator, splits, staging)
+            metrics = (_train_stream if streamed else _train)(estimator, splits, staging)
             metrics.update(task=task, backend=backend, target=target,
                            seconds=round(time.monotonic() - started, 2))
             with open(os.path.join(staging, "metrics.json"), "w", encoding="utf-8") as file:
@@ -551,11 +558,15 @@ def _model_columns(estimator, frame, data):
 
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path())
 @click.option("-o", "--output", default="predictions.csv", show_default=True,
-              type=click.Path(dir_okay=False), help="CSV file to write.")
+              type=click.Path(dir_okay=False),
+              help="File to write: Parquet if it ends in .parquet or .pq, else CSV.")
 def predict(model_dir, data, output):
-    """Predict DATA with the model saved in MODEL_DIR; write one row per input row."""
+    """Predict DATA with the model saved in MODEL_DIR; write one row per input row.
+
+    Parquet DATA (a file or a directory of files) is read and written in batches of 65,536
+    rows, never all at once."""
     click.echo(f"Keras backend: {_select_backend()}", err=True)
     import pandas as pd
 
@@ -581,13 +592,23 @@ def predict(model_dir, data, output):
                     f"{folder!r}). Choose an --output in a folder you can write to"
                 ) from error
             estimator = load(model_dir)
+            if _streamed(data, stream=data.lower().endswith((".parquet", ".pq"))):
+                from tabattn import streaming
+
+                written = streaming.write_predictions(estimator, data, output, staging)
+                saved = True
+                click.echo(f"Wrote {written} predictions to {output}", err=True)
+                return
             frame = _model_columns(estimator, tdata.read_table(data), data)
             result = pd.DataFrame({"prediction": estimator.predict(frame)})
             if isinstance(estimator, TabularClassifier):
                 proba = estimator.predict_proba(frame)
                 for j, label in enumerate(estimator.classes_):
                     result[f"proba_{label}"] = proba[:, j]
-        result.to_csv(staging, index=False)
+        if output.lower().endswith((".parquet", ".pq")):
+            result.to_parquet(staging, index=False)
+        else:
+            result.to_csv(staging, index=False)
         os.replace(staging, output)
         saved = True
     except _USER_ERRORS as error:
@@ -601,10 +622,11 @@ def predict(model_dir, data, output):
 
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False))
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path())
 @click.option("--target", required=True, help="Target column in DATA.")
 def evaluate(model_dir, data, target):
-    """Evaluate the model in MODEL_DIR on DATA; print the metrics as JSON."""
+    """Evaluate the model in MODEL_DIR on DATA; print the metrics as JSON. Parquet DATA (a
+    file or a directory of files) is read in batches."""
     click.echo(f"Keras backend: {_select_backend()}", err=True)
     from tabattn import data as tdata
     from tabattn.estimators import evaluation_metrics, load
@@ -612,6 +634,11 @@ def evaluate(model_dir, data, target):
     try:
         with _warnings_as_lines():
             estimator = load(model_dir)
+            if _streamed(data, stream=data.lower().endswith((".parquet", ".pq"))):
+                from tabattn import streaming
+
+                click.echo(json.dumps(streaming.evaluate_stream(estimator, data, target), indent=1))
+                return
             frame = tdata.read_table(data)
             if target not in frame.columns:
                 raise ValueError(
@@ -708,6 +735,115 @@ def _write_explanation(explanation, directory):
         figure.suptitle(title)
         figure.savefig(os.path.join(directory, f"row_{i}.png"), dpi=100, bbox_inches="tight")
         plt.close(figure)
+
+
+# --- streamed fits (tables larger than memory; tabattn.streaming) ------------------------------
+# A Parquet file of more than this many bytes is read in batches without --stream.
+STREAM_FILE_BYTES = 2**30
+TEST_FRACTION = 0.2
+
+
+def _streamed(data, stream):
+    """Whether DATA is read in batches: a directory, a Parquet file over STREAM_FILE_BYTES,
+    or (``stream``) any Parquet file."""
+    if data is None:
+        return False
+    if os.path.isdir(data):
+        return True
+    parquet = data.lower().endswith((".parquet", ".pq"))
+    if stream and not parquet:
+        raise click.UsageError(f"--stream reads Parquet files; {data!r} is not one")
+    return parquet and (stream or (os.path.isfile(data) and os.path.getsize(data) > STREAM_FILE_BYTES))
+
+
+def _prepare_fit_stream(data, target, task, drop, split_column, seed, out, params):
+    """``_prepare_fit`` for a table read in batches: test rows are those whose
+    ``tabattn.streaming.test_mask`` (a hash of the global row number and --seed) is set, 20%
+    of them; the estimator then validates on ``validation_mask``'s share of the others."""
+    from tabattn import streaming
+    from tabattn.estimators import TabularClassifier, TabularRegressor
+
+    if os.path.isdir(out) and os.listdir(out):
+        raise ValueError(f"Output directory {out!r} exists and is not empty; choose another --out")
+    if target is None:
+        raise click.UsageError("--target is required when DATA is given")
+    if split_column is not None:
+        raise click.UsageError("--split-column is not supported with streamed Parquet input "
+                               "(test rows are chosen by a hash of the row number)")
+    source = streaming.ParquetSource(data)
+    source.require([target], "target column")
+    unknown = [column for column in drop if column not in source.columns]
+    if unknown:
+        raise ValueError(f"--drop names columns that are not in {data}: {unknown}. "
+                         f"Available columns: {source.columns}")
+    if target in drop:
+        raise ValueError(f"--drop names the target column {target!r}; leave it out of --drop")
+    columns = [c for c in source.columns if c not in drop]
+    train = streaming.ParquetSource(
+        data, columns, rows=lambda rows: ~streaming.test_mask(rows, TEST_FRACTION, seed))
+    test = streaming.ParquetSource(
+        data, columns, rows=lambda rows: streaming.test_mask(rows, TEST_FRACTION, seed))
+    if task is None:
+        from tabattn import data as tdata
+
+        # From the target of the first 100,000 rows.
+        head = next(iter(source.batches([target], 100_000)))[1].column(target).to_pandas()
+        task = tdata.infer_task(head)
+    n_rows = source.n_rows
+    click.echo(
+        f"Task: {task}; rows: {n_rows} read in batches, about {1 - TEST_FRACTION:.0%} train "
+        f"and validation, {TEST_FRACTION:.0%} test (hash of the row number); features: "
+        f"{len(columns) - 1}"
+    )
+    class_weight = params.pop("class_weight")
+    if task == "classification":
+        estimator = TabularClassifier(class_weight=class_weight, **params)
+    else:
+        estimator = TabularRegressor(**params)
+    splits = {"train": train, "test": test, "target": target,
+              "train_rows": int(n_rows * (1 - TEST_FRACTION) * (1 - estimator.validation_fraction))}
+    return estimator, splits, task, target
+
+
+def _train_stream(estimator, splits, staging):
+    """``_train`` for a streamed fit. Metrics: ``test`` on every test row, ``validation``
+    on the sample of at most 2,048 validation rows, ``train`` on the training sample (at
+    most 100,000 rows); the baseline from the training sample's target."""
+    from tabattn import streaming
+    from tabattn.estimators import evaluation_metrics
+
+    target = splits["target"]
+    estimator.fit(splits["train"], target)
+    scan = estimator._stream_scan
+    metrics = {
+        "train": evaluation_metrics(estimator, scan.sample[estimator._columns], scan.sample[target]),
+        "validation": evaluation_metrics(
+            estimator, scan.validation[estimator._columns], scan.validation[target]),
+        "test": streaming.evaluate_stream(estimator, splits["test"], target),
+    }
+    metrics["baseline"] = _baseline_metrics(
+        estimator, scan.sample[target], _test_targets(splits["test"], target)
+    )
+    metrics.update(
+        feature_importances_noise=estimator.feature_importances_noise_,
+        stopped_by=estimator.stop_reasons_,
+        rows={"train": scan.n_train, "validation": scan.n_validation},
+        epochs=len(estimator.history_["loss"]), best_epoch=estimator.best_epoch_,
+        ensemble_size=len(estimator.models_),
+        member_epochs=[len(history["loss"]) for history in estimator.histories_],
+    )
+    del estimator._stream_scan  # the samples: not needed any more
+    estimator.save(staging)
+    return metrics
+
+
+def _test_targets(source, target):
+    """The test rows' target values (no missing ones), read alone (for the baseline)."""
+    import pandas as pd
+
+    parts = [batch.column(target).to_pandas() for _, batch in source.batches([target])]
+    values = pd.concat(parts, ignore_index=True)
+    return values[values.notna()].infer_objects().to_numpy()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,7 +42,7 @@ except ImportError as error:  # pragma: no cover
         "Install them with: pip install 'tabattn[cli]'"
     ) from error
 
-from tabattn import _distribute
+from tabattn import _distribute, streaming
 from tabattn.data import TabularPreprocessor, _category_key, target_mask
 from tabattn.explain import BACKGROUND_ROWS
 from tabattn.explain import explain as _explain
@@ -419,9 +419,15 @@ class _TabularEstimator(BaseEstimator):
 
         Args:
             X: a DataFrame (pandas, polars, PyArrow or any other that narwhals reads; string
-                column names become ``feature_names_in_``) or a 2-D array-like.
-            y: target, array-like or Series of length ``n_samples``. Rows whose target is
-                missing are dropped with a warning.
+                column names become ``feature_names_in_``) or a 2-D array-like. Or, for
+                tables larger than memory, a Parquet file path, a directory of Parquet files
+                or a ``pyarrow.dataset.Dataset``, read in batches (``tabattn.streaming``:
+                preprocessing fitted on a uniform sample of at most 100,000 training rows,
+                categories absent from it treated as unseen; validation rows chosen by a
+                hash of the row number); ``y`` is then the target column's name.
+            y: target, array-like or Series of length ``n_samples``; a column name (str)
+                when ``X`` is read as a stream. Rows whose target is missing are dropped
+                with a warning.
             sample_weight: optional non-negative weight per row, ``(n_samples,)``: each
                 row's loss is multiplied by it, in training and (on the split-off rows) in
                 validation. With ``class_weight`` the two multiply.
@@ -454,6 +460,14 @@ class _TabularEstimator(BaseEstimator):
             )
         if self.random_state is not None:
             keras.utils.set_random_seed(self.random_state)
+        if streaming.is_stream_source(X):  # larger than memory: read in batches
+            if distribution is not None:
+                raise ValueError(
+                    "distribution= is not supported with a table read in batches (a Parquet "
+                    f"path or dataset) yet. Received: distribution={self.distribution!r}; "
+                    "use distribution=None, or pass the table in memory"
+                )
+            return streaming.fit_stream(self, X, y, sample_weight, eval_set, started=started)
         train, validation = self._fit_data(X, y, sample_weight, eval_set)
         self.background_ = train.frame.sample(
             min(BACKGROUND_ROWS, len(train.frame)), random_state=self.random_state or 0
@@ -633,7 +647,9 @@ class _TabularEstimator(BaseEstimator):
                     seconds, member=0):
         """Build, compile and train one model; returns it and its history (a dict)."""
         targets_train = train.encoded
-        batch_size = auto_batch_size(len(targets_train)) if self.batch_size == "auto" else (
+        # A streamed fit (tabattn.streaming) holds a sample; n_rows counts the whole split.
+        n_train = getattr(train, "n_rows", len(targets_train))
+        batch_size = auto_batch_size(n_train) if self.batch_size == "auto" else (
             self.batch_size
         )
         model = model_class(
@@ -642,9 +658,11 @@ class _TabularEstimator(BaseEstimator):
             d_out=self.target_.d_out,
             **config,
         )
+        context_rows = None
         if model_class is TabR:
             # Retrieval reads the training rows; in training each row skips its own index.
             kept = model.set_context(inputs_train, targets_train, seed=self.random_state)
+            context_rows = train.rows[kept]
             if member == 0:  # the same rows as context_sample's, also without a seed
                 self.context_rows_ = train.rows[kept]
             row_index = np.full(len(targets_train), -1, dtype="int32")
@@ -673,7 +691,7 @@ class _TabularEstimator(BaseEstimator):
         if optimizer_config.get("use_ema"):
             # Average over about the last epoch: a fixed momentum of 0.99 would lag 100 steps
             # behind, a hundred epochs on a table of a few hundred rows.
-            steps = -(-len(targets_train) // batch_size)
+            steps = -(-n_train // batch_size)
             optimizer_config["ema_momentum"] = min(optimizer_config["ema_momentum"], 1 - 1 / steps)
             optimizer_config["use_ema"] = steps > 1
         optimizer = model.make_optimizer(**optimizer_config)
@@ -701,16 +719,14 @@ class _TabularEstimator(BaseEstimator):
             callbacks.append(backup)
         if feed is not None and feed.factors:
             callbacks.insert(0, _distribute.LossScale(feed.factors))
-        history = model.fit(
-            inputs_train,
-            targets_train,
-            sample_weight=sample_weight,
+        data = dict(
+            x=inputs_train, y=targets_train, sample_weight=sample_weight,
             validation_data=validation_data[:2] if validation_data[2] is None else validation_data,
-            epochs=self.epochs,
             batch_size=batch_size,
-            callbacks=callbacks,
-            verbose=self.verbose,
         )
+        if isinstance(train, streaming.StreamSplit):
+            data = streaming.fit_arguments(train, validation, batch_size, context_rows)
+        history = model.fit(**data, epochs=self.epochs, callbacks=callbacks, verbose=self.verbose)
         # EarlyStopping restored the best epoch's weights when training ended, whatever ended
         # it (after Keras wrote the last moving average into the model); TabR's own callback
         # then recomputed the stored keys with them.
@@ -777,6 +793,8 @@ class _TabularEstimator(BaseEstimator):
 
     def _member_outputs(self, X, batch_size=4096):
         # One (n_samples, d_out) float64 array per member of the ensemble.
+        if streaming.is_stream_source(X):
+            return streaming.predict_outputs(self, X, batch_size=batch_size)
         inputs = self._inputs(X)
         distribution = _distribute.resolve(self.distribution)
         return [
