@@ -593,7 +593,59 @@ def problems_section(records):
     return ["## Skipped and failed runs", "", *lines, ""] if lines else []
 
 
-def render(records, source, previous=(), plot_path=None, plot_link=None):
+def streaming_section(runs):
+    """``benchmarks/streaming.py``'s runs (``results/streaming/runs.json``): the streamed fit
+    against the in-memory one. Runs of a superseded read-ahead are left out."""
+    if not runs:
+        return []
+    latest = max(runs, key=lambda r: r.get("run", 0))
+    first = min(r.get("run", 0) for r in runs
+                if r.get("readahead_batches") == latest.get("readahead_batches"))
+    runs = [r for r in runs if r.get("run", 0) >= first]
+    steps = sorted({r["max_steps"] for r in runs if r.get("max_steps")})
+    lines = [
+        "## Tables larger than memory",
+        "",
+        "`benchmarks/streaming.py`: a synthetic table of 20 feature columns (15 numeric, 5 "
+        "categorical of 10 categories) and a binary target, as Parquet files of 250,000 rows; "
+        "the default estimator (`TabularClassifier(epochs=1, random_state=0)`: TabR) fitted on "
+        "the folder read in batches (`stream`) and on the table read with pandas (`memory`), "
+        "each in its own worker process, JAX, 2 CPU cores shared with other work (the rows per "
+        "second of two runs of one mode differ by up to 1.4x)."
+        + (f" The epoch stopped after {', '.join(map(str, steps))} steps of "
+           f"{runs[0]['batch_size']} rows (`--max-steps`)" if steps else "")
+        + "; rows/s over the steps after the first 20; peak: the worker's `ru_maxrss`, about "
+        "2,060 MiB for either mode on a table of 20,000 rows (JAX and the compiled model).",
+        "",
+        "| rows | mode | train rows/s | whole fit (s) | peak memory (MiB) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (r["rows"], r["mode"] != "memory", r.get("run", 0))):
+        lines.append(
+            f"| {r['rows']:,} | {r['mode']} | {r['train_rows_per_s']:.0f} | "
+            f"{r['fit_seconds']:.0f} | {r['peak_rss_mib']:.0f} |"
+        )
+    lines += [
+        "",
+        "The streamed fit's memory does not grow with rows (a preprocessing sample of 100,000 "
+        "rows, a shuffle buffer of 65,536 rows, two record batches read ahead), and its rows "
+        "per second match the in-memory fit's within the machine's noise (a background thread "
+        "preprocesses about 57,000 rows/s, against about 1,000 rows/s of TabR training). Peak "
+        "memory is above 2 GiB: JAX and the compiled model alone take about 2,060 MiB.",
+        "",
+    ]
+    return lines
+
+
+def load_streaming_runs(directory):
+    path = os.path.join(directory, "streaming", "runs.json")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as file:
+        return json.load(file)
+
+
+def render(records, source, previous=(), plot_path=None, plot_link=None, streaming_runs=()):
     started = sorted(r.get("started") for r in records if r.get("started"))
     lines = [
         "# Benchmarks",
@@ -612,6 +664,7 @@ def render(records, source, previous=(), plot_path=None, plot_link=None):
     if accuracy:
         lines += ["## Accuracy", "", *accuracy]
     lines += scaling_section(records, plot_path, plot_link)
+    lines += streaming_section(list(streaming_runs))
     lines += speed_section(records)
     lines += machines_section(records)
     lines += notes_section(records)
@@ -636,7 +689,7 @@ def main(argv=None):
     source = os.path.relpath(args.results, _common.REPO_ROOT)
     if source.startswith(".."):
         source = args.results
-    text = render(records, source, previous, plot, link)
+    text = render(records, source, previous, plot, link, load_streaming_runs(args.results))
     with open(args.out, "w", encoding="utf-8") as file:
         file.write(text)
     print(f"Wrote {args.out} from {len(records)} records")
