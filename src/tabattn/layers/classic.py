@@ -39,9 +39,10 @@ class DotProductAttention(keras.layers.Layer):
     put projections in front of it (or use ``MultiHeadAttention``) to learn what to compare.
 
     The kernel is ``keras.ops.dot_product_attention`` (fused on every backend) unless scores
-    are requested, attention dropout is active in training, or the values' size differs from
-    the keys' (JAX's fused kernel needs equal sizes); then an explicit float32 softmax is
-    used. Both paths agree to 1e-5. Under mixed precision the logits and softmax are computed
+    are requested or attention dropout is active in training; then an explicit float32
+    softmax is used. Both paths agree to 1e-5. Values of another size than the keys are
+    zero-padded for the fused kernel (JAX's needs equal sizes), which leaves the result
+    unchanged. Under mixed precision the logits and softmax are computed
     in float32 and the result is cast back to the compute dtype.
 
     Unlike ``keras.layers.Attention(use_scale=True)``, whose scale is a learned scalar, the

@@ -125,7 +125,7 @@ class TabR(keras.Model):
     ``"step"``. ``num_candidates`` instead searches, at each step, only that many stored rows
     drawn at random (ModernNCA's sampling; see ``RetrievalAttention``): cheapest, but the
     neighbours seen in training are then farther than those found at prediction (Adult,
-    seed 0, the estimators' previous TabR: accuracy 0.859 with 1,024 candidates, 0.872
+    seed 0, d_main 128 and 32 neighbours: accuracy 0.859 with 1,024 candidates, 0.872
     searching all 26,048 training rows).
 
     **Large tables.** ``max_context_rows`` stores a uniform random sample of at most that
