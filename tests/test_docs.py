@@ -41,6 +41,10 @@ def test_readme_has_python_examples():
     assert len(_readme_blocks()) >= 2
 
 
+# The README's and the site's examples run on one backend (PyTorch, which compiles nothing):
+# the layers, models and estimators they show are tested on every backend elsewhere. A block
+# written for one backend runs on that backend.
+@pytest.mark.torch_only
 @pytest.mark.parametrize("index", range(len(_readme_blocks())))
 def test_readme_code_blocks_run(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -48,10 +52,11 @@ def test_readme_code_blocks_run(index, tmp_path, monkeypatch):
 
 
 # --- the documentation site (docs/) ---------------------------------------------------------
-# Every ```python block of docs/**/*.md runs, each in a fresh namespace and an empty folder. A
-# block meant for one backend only is preceded by an HTML comment (invisible on the site):
-#     <!-- docs-test: backend=torch -->
-# and is skipped, with the reason, on the other backends. A block that cannot run in one test
+# Every ```python block of docs/**/*.md runs, each in a fresh namespace and an empty folder, on
+# the PyTorch backend (see the README's blocks above). A block written for another backend is
+# preceded by an HTML comment (invisible on the site):
+#     <!-- docs-test: backend=jax -->
+# and runs on that backend only. A block that cannot run in one test
 # process (a script for several processes) says why: <!-- docs-test: skip=the-reason -->.
 
 DOCS = ROOT / "docs"
@@ -95,9 +100,12 @@ def test_docs_code_blocks_run(where, code, directive, tmp_path, monkeypatch):
 
     if "skip" in directive:
         pytest.skip(directive["skip"])
-    backend = directive.get("backend")
-    if backend is not None and backend != keras.backend.backend():
-        pytest.skip(f"this block is written for the {backend} backend")
+    backend = directive.get("backend", "torch")
+    if backend != keras.backend.backend():
+        pytest.skip(
+            f"this block is written for the {backend} backend" if "backend" in directive
+            else "the examples run on the PyTorch backend"
+        )
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"docs/{where}", "exec"), {"__name__": "__docs__"})
 
