@@ -377,7 +377,6 @@ def _check_backup(out, resume):
 def _prepare_fit(data, target, task, drop, split_column, seed, out, params):
     """Read and split the data: the unfitted estimator, the splits, the task and the target."""
     from tabattn import data as tdata
-    from tabattn.estimators import TabularClassifier, TabularRegressor
 
     if os.path.isdir(out) and os.listdir(out):
         raise ValueError(f"Output directory {out!r} exists and is not empty; choose another --out")
@@ -399,11 +398,7 @@ def _prepare_fit(data, target, task, drop, split_column, seed, out, params):
         f"Task: {task}; rows: {len(X_fit)} train, {len(X_val)} validation, {len(test)} test "
         f"({split_used}); features: {X_fit.shape[1]}"
     )
-    class_weight = params.pop("class_weight")
-    if task == "classification":
-        estimator = TabularClassifier(class_weight=class_weight, **params)
-    else:
-        estimator = TabularRegressor(**params)
+    estimator = _make_estimator(task, params)
     splits = {"train": (X_fit, y_fit), "validation": (X_val, y_val),
               "test": (test.drop(columns=[target]), test[target])}
     return estimator, splits, task, target
@@ -438,6 +433,17 @@ def _train(estimator, splits, staging):
     )
     estimator.save(staging)
     return metrics
+
+
+def _make_estimator(task, params):
+    """The classifier or regressor for ``task``; ``class_weight`` applies to the first only."""
+    from tabattn.estimators import TabularClassifier, TabularRegressor
+
+    params = dict(params)
+    class_weight = params.pop("class_weight")
+    if task == "classification":
+        return TabularClassifier(class_weight=class_weight, **params)
+    return TabularRegressor(**params)
 
 
 def _move_into_place(staging, out):
@@ -761,7 +767,6 @@ def _prepare_fit_stream(data, target, task, drop, split_column, seed, out, param
     ``tabattn.streaming.test_mask`` (a hash of the global row number and --seed) is set, 20%
     of them; the estimator then validates on ``validation_mask``'s share of the others."""
     from tabattn import streaming
-    from tabattn.estimators import TabularClassifier, TabularRegressor
 
     if os.path.isdir(out) and os.listdir(out):
         raise ValueError(f"Output directory {out!r} exists and is not empty; choose another --out")
@@ -795,11 +800,7 @@ def _prepare_fit_stream(data, target, task, drop, split_column, seed, out, param
         f"and validation, {TEST_FRACTION:.0%} test (hash of the row number); features: "
         f"{len(columns) - 1}"
     )
-    class_weight = params.pop("class_weight")
-    if task == "classification":
-        estimator = TabularClassifier(class_weight=class_weight, **params)
-    else:
-        estimator = TabularRegressor(**params)
+    estimator = _make_estimator(task, params)
     splits = {"train": train, "test": test, "target": target,
               "train_rows": int(n_rows * (1 - TEST_FRACTION) * (1 - estimator.validation_fraction))}
     return estimator, splits, task, target
