@@ -198,8 +198,10 @@ def default_model_section(records, default_model, previous=()):
     before = _runs_by(previous, *PREVIOUS_DEFAULT.split("@")[:1],
                       tag=PREVIOUS_DEFAULT.split("@")[1]) if previous else {}
     runs = [r for c in compared.values() for r in c[0]]
-    budgets = ("Both trained until early stopping on the validation split, with no time "
-               "limit: the harness's protocol, and what the estimators do by default."
+    budgets = ("Both trained with early stopping on the validation split and no time limit "
+               "(tabattn for its default number of epochs, `epochs=\"auto\"`: 30 annealed "
+               "epochs for TabR, until early stopping for TabM): the harness's protocol, and "
+               "what the estimators do by default."
                if _protocol(runs) else
                "The default model's runs did not all have the harness's protocol budget: "
                "see the `budget` column of the dataset tables.")
@@ -374,8 +376,9 @@ def scaling_section(records, plot_path=None, link=None):
         "",
         f"`benchmarks/scaling.py`: a synthetic table of {first['n_features']} columns, one "
         "worker process per model and size. Epoch: one training epoch with its validation "
-        "(a quarter as many rows), after the first (which compiles); fit: until early "
-        "stopping (patience 16); peak: the worker's peak resident memory, data included. "
+        "(a quarter as many rows), after the first (which compiles); fit: the estimator's "
+        "default epochs with early stopping (patience 16); peak: the worker's peak resident "
+        "memory, data included. "
         "LightGBM: a fit to early stopping (its rounds in the epochs column). The exponent "
         "is the slope of log(cost) against log(rows), per epoch (LightGBM: per fit).",
         "",

@@ -8,9 +8,9 @@ flipped), fits the model and records:
 
 - ``epoch_seconds``: wall time of one training epoch, its validation included, after the
   first epoch (which includes compilation): what each further epoch of a fit costs;
-- ``fit_seconds`` and ``epochs``: a whole fit until early stopping (patience 16, at most
-  ``--fit-epochs`` epochs), for sizes up to ``--fit-max-rows`` (a fit of the larger tables
-  takes hours on 2 cores);
+- ``fit_seconds`` and ``epochs``: a whole fit with early stopping (patience 16, at most
+  ``--fit-epochs`` epochs; default: the estimators' ``epochs="auto"``), for sizes up to
+  ``--fit-max-rows`` (a fit of the larger tables takes hours on 2 cores);
 - ``peak_rss_mib``: the worker's peak resident memory (``ru_maxrss``), data included.
 
 The tabattn models run as the estimators build them (``TabularClassifier``, with
@@ -167,8 +167,9 @@ def main(argv=None):
     parser.add_argument("--rows", nargs="+", type=int, help=f"training rows (default {ROWS})")
     parser.add_argument("--fit-max-rows", type=int, default=100_000,
                         help="run whole fits up to this many rows (default 100,000)")
-    parser.add_argument("--fit-epochs", type=int, default=1000,
-                        help="epoch cap of the whole fits (default 1000: early stopping)")
+    parser.add_argument("--fit-epochs", default="auto",
+                        type=lambda v: v if v == "auto" else int(v),
+                        help="epoch cap of the whole fits (default: the estimators' 'auto')")
     parser.add_argument("--out", help="folder for the JSON records (default "
                         "benchmarks/results; benchmarks/results/smoke with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="tiny models and tables")
@@ -179,7 +180,7 @@ def main(argv=None):
         return worker(args)
     rows = args.rows or ((400, 800) if args.smoke else ROWS)
     if args.smoke:
-        args.fit_epochs = min(args.fit_epochs, 3)
+        args.fit_epochs = 3 if args.fit_epochs == "auto" else min(args.fit_epochs, 3)
     out = args.out or os.path.join(_common.DEFAULT_RESULTS_DIR, *(["smoke"] if args.smoke else []))
     machine, versions = _common.machine_info(), _common.versions()
     backend, commit = _common.keras_backend(), _common.source_commit()

@@ -355,3 +355,82 @@ def test_permutation_importances_report_their_spread_and_noise(rng, tmp_path):
     clf = TabularClassifier(model="tabm", model_params=TABM_SMALL, epochs=2, verbose=0,
                             random_state=0).fit(X, unrelated)
     assert clf.feature_importances_noise_
+
+
+class _Rates(keras.callbacks.Callback):
+    """The learning rate of each epoch, as the estimator's schedule set it before the epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def _cosine(initial, horizon, epochs):
+    return [initial * 0.5 * (1 + np.cos(np.pi * e / horizon)) for e in range(epochs)]
+
+
+def test_tabr_anneals_its_learning_rate_over_30_epochs_by_default(rng):
+    X = rng.normal(size=(200, 3))
+    rates = _Rates()
+    reg = TabularRegressor(model="tabr", model_params=TABR_SMALL, patience=1, verbose=0,
+                           random_state=0, callbacks=[rates])
+    reg.fit(X, X[:, 0] + rng.normal(size=200))  # noise: early stopping ends it within 30
+    n = len(reg.history_["loss"])
+    assert 2 <= n < 30
+    np.testing.assert_allclose(rates.rates, _cosine(2e-3, 30, n), rtol=1e-6)
+    tabm = TabularRegressor(model="tabm")
+    tabm.model_name_ = "tabm"
+    assert tabm._epochs() == 1000  # until early stopping
+
+
+@pytest.mark.parametrize("model, schedule", [("tabr", "constant"), ("tabm", "cosine"),
+                                             ("tabm", "auto")])
+def test_learning_rate_schedule(rng, model, schedule):
+    X = rng.normal(size=(120, 3))
+    rates = _Rates()
+    params = TABR_SMALL if model == "tabr" else TABM_SMALL
+    TabularRegressor(model=model, model_params=params, epochs=4, learning_rate=0.01,
+                     learning_rate_schedule=schedule, verbose=0, random_state=0,
+                     callbacks=[rates]).fit(X, X[:, 0] + X[:, 1])
+    expected = _cosine(0.01, 4, 4) if schedule == "cosine" else [0.01] * 4
+    np.testing.assert_allclose(rates.rates, expected, rtol=1e-6)
+
+
+def test_cosine_schedule_ends_within_the_time_limit():
+    from tabattn.estimators import _CosineDecay, _TimeLimit
+
+    class Model:  # only what the callback touches
+        optimizer = type("Optimizer", (), {"learning_rate": None})()
+
+    limit = _TimeLimit(seconds=100.0)
+    limit.on_train_begin()
+    limit.start -= 39.5  # two epochs ran, 30 s (with compilation) and 10 s: 60.5 s are left
+    limit.durations = [30.0, 10.0]
+    schedule = _CosineDecay(1.0, epochs=30, time_limit=limit)
+    schedule.set_model(Model())
+    schedule.on_epoch_begin(2)  # room for 6 more epochs: the rate reaches ~0 by epoch 7
+    assert Model.optimizer.learning_rate == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 8)),
+                                                          rel=1e-3)
+    schedule.time_limit = None
+    schedule.on_epoch_begin(2)
+    assert Model.optimizer.learning_rate == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 30)))
+
+
+def test_feature_importances_are_computed_when_first_read(rng, tmp_path):
+    import pickle
+
+    X = pd.DataFrame({"signal": rng.normal(size=300), "noise": rng.normal(size=300)})
+    y = np.where(X["signal"] > 0, "a", "b")
+    clf = TabularClassifier(model="tabm", model_params=TABM_SMALL, epochs=10, verbose=0,
+                            random_state=0).fit(X, y)
+    assert clf._importance_cache is None  # fit did not compute them
+    copy = pickle.loads(pickle.dumps(clf))
+    importances = clf.feature_importances_
+    assert importances[0] > importances[1] and clf._importance_rows is None
+    np.testing.assert_array_equal(copy.feature_importances_, importances)
+    np.testing.assert_array_equal(copy.feature_importances_std_, clf.feature_importances_std_)
+    with pytest.raises(AttributeError):  # NotFittedError: hasattr is False before fit
+        TabularClassifier().feature_importances_

@@ -45,9 +45,9 @@ class _AutoOr(click.ParamType):
         return number
 
 
-# --time-limit auto: the training time the default model aims at. On tables of more than a
-# few thousand rows TabR needs longer to reach early stopping (BENCHMARKS.md, "Default
-# model") and is stopped at the limit with its best epoch so far.
+# --time-limit auto: the training time the default model aims at (BENCHMARKS.md, "Default
+# model"). On a slower machine TabR anneals its learning rate over the epochs that the limit
+# leaves room for, and keeps its best epoch.
 AUTO_SECONDS, AUTO_SECONDS_PER_1000_ROWS = 30.0, 5.0
 
 
@@ -179,8 +179,10 @@ def main():
 @click.option("--target", help="Target column (default for the bundled Adult data: income).")
 @click.option("--task", type=click.Choice(["classification", "regression"]),
               help="Override the task inferred from the target.")
-@click.option("--epochs", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Maximum epochs (early stopping with patience 16 on validation loss).")
+@click.option("--epochs", type=_AutoOr(int, 1), default="auto", show_default=True,
+              help="Maximum epochs (early stopping with patience 16 on validation loss). "
+                   "'auto': 30 for TabR, its learning rate annealed over them; 1000 for "
+                   "TabM and the FT-Transformer.")
 @click.option("--time-limit", type=_AutoOr(float, 0), default="auto", show_default=True,
               help="Seconds from start to the end of training: no epoch starts that would "
                    "end later (the best epoch is kept). 'auto': 30 s + 5 s per 1,000 "

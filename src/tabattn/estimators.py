@@ -8,6 +8,7 @@ preprocesses (``tabattn.data.TabularPreprocessor``), trains with early stopping 
 
 import contextlib
 import json
+import math
 import numbers
 import os
 import re
@@ -63,26 +64,34 @@ _MODELS = {"ft_transformer": FTTransformer, "tabm": TabM, "tabr": TabR}
 # The estimator's changes to a model's paper defaults. TabR: TabR-S's retrieval cost grows
 # with num_neighbors * d_main**2 per row, and the paper's search encodes every stored row at
 # every step, so an epoch's cost grows with the square of the table. Here each step
-# re-encodes 2,048 stored rows in turn and searches at most 16,384 stored rows (a sample of
-# larger tables) for 16 neighbours, with d_main=128: an epoch's cost grows linearly with
-# rows (BENCHMARKS.md, "Cost against rows"). Periodic numeric embeddings (PLR lite, as the
-# paper's tuned TabR) lifted Adult, California and diamonds in the benchmarks.
+# re-encodes 512 stored rows in turn and searches at most 16,384 stored rows (a sample of
+# larger tables) for 8 neighbours, with d_main=128: an epoch's cost grows linearly with rows
+# (BENCHMARKS.md, "Cost against rows"). The neighbours are re-encoded with gradients, so
+# their number sets most of a step's cost: 8 instead of 16 took 40% off an Adult epoch; 512
+# rows refreshed a step instead of 2,048 took 30% off a covertype epoch. Periodic numeric
+# embeddings (PLR lite, as the paper's tuned TabR) lifted Adult, California and diamonds.
 ESTIMATOR_MODEL_PARAMS = {
     "ft_transformer": {},
     "tabm": {},
-    "tabr": {"d_main": 128, "num_neighbors": 16, "numeric_embedding": "periodic",
-             "context_refresh": "rolling", "refresh_rows": 2048, "max_context_rows": 16384},
+    "tabr": {"d_main": 128, "num_neighbors": 8, "numeric_embedding": "periodic",
+             "context_refresh": "rolling", "refresh_rows": 512, "max_context_rows": 16384},
 }
-# ... and to its optimizer: under a time budget TabR gained from a larger step (California,
-# seed 0: RMSE 0.499 after 300 s at the paper's 3.1e-4, 0.487 after 180 s at 1e-3), and from
-# validating and keeping an exponential moving average of the weights (California, seed 0,
-# 300 s on one core: RMSE 0.397 against 0.414 without it); its momentum is capped so that it
-# averages over about one epoch (see ``fit``).
+# ... and to its training: TabR takes a larger step than the paper's 3.1e-4, annealed to
+# zero along a cosine over a fixed number of epochs (Loshchilov & Hutter, "SGDR", ICLR 2017,
+# without restarts), so that a fit's cost is known in advance: on California (seed 0) 30
+# annealed epochs at 2e-3 reached the test RMSE (0.404) of 68 epochs at a constant 1e-3 with
+# early stopping (0.403). Validating and keeping an exponential moving average of the
+# weights helped (California, seed 0, 300 s on one core: RMSE 0.397 against 0.414 without);
+# its momentum is capped so that it averages over about one epoch (see ``fit``).
 ESTIMATOR_OPTIMIZER_PARAMS = {
     "ft_transformer": {},
     "tabm": {},
-    "tabr": {"learning_rate": 1e-3, "use_ema": True, "ema_momentum": 0.99},
+    "tabr": {"learning_rate": 2e-3, "use_ema": True, "ema_momentum": 0.99},
 }
+# epochs="auto" and learning_rate_schedule="auto", per model: TabM and the FT-Transformer as
+# in their papers (a constant learning rate until early stopping); TabR as above.
+AUTO_EPOCHS = {"ft_transformer": 1000, "tabm": 1000, "tabr": 30}
+AUTO_SCHEDULE = {"ft_transformer": "constant", "tabm": "constant", "tabr": "cosine"}
 # model="auto" (BENCHMARKS.md, "Default model"): TabM on training splits of at most this many
 # rows, where an ensemble's lower variance matters most and TabM's 32 members cost little
 # (credit_g and penguins: more accurate than five TabR models averaged, in a third to half
@@ -91,6 +100,8 @@ ESTIMATOR_OPTIMIZER_PARAMS = {
 # cost per row (32 MLPs) dominates: at the estimators' sizes TabR trains 3.9x the rows per
 # second of TabM (BENCHMARKS.md, "Models").
 AUTO_TABM_MAX_ROWS = 2000
+# Validation rows that feature_importances_ are computed on.
+IMPORTANCE_ROWS = 2048
 
 
 def auto_model(n_train_rows):
@@ -217,6 +228,29 @@ class _TimeLimit(keras.callbacks.Callback):
         if _distribute.agreed(now - self.start + next_epoch > self.seconds):
             self.model.stop_training = True
             self.stopped = True
+
+
+class _CosineDecay(keras.callbacks.Callback):
+    """Set the learning rate before each epoch ``e`` to ``initial * (1 + cos(pi * e / H)) / 2``,
+    where ``H`` is ``epochs``, or under a time limit the epochs that it leaves room for (by
+    ``_TimeLimit``'s estimate), whichever is fewer: the rate reaches about zero by the last
+    epoch either way. Without a time limit it depends only on ``e``, so a fit resumed from a
+    backup goes on as it would have."""
+
+    def __init__(self, initial, epochs, time_limit=None):
+        super().__init__()
+        self.initial, self.epochs, self.time_limit = float(initial), epochs, time_limit
+
+    def on_epoch_begin(self, epoch, logs=None):
+        horizon = self.epochs
+        limit = self.time_limit
+        if limit is not None and limit.durations:
+            left = limit.seconds - (time.monotonic() - limit.start)
+            per_epoch = max(limit.durations[1:] or limit.durations)
+            horizon = min(horizon, epoch + max(int(left // per_epoch), 1))
+        progress = min(epoch, horizon - 1) / horizon
+        rate = self.initial * 0.5 * (1 + math.cos(math.pi * progress))
+        self.model.optimizer.learning_rate = rate
 
 
 def _piecewise_bins(bins, n_bins, inputs, targets, regression):
@@ -348,9 +382,10 @@ class _TabularEstimator(BaseEstimator):
     _parameter_constraints = {
         "model": [StrOptions({"auto", "tabm", "tabr", "ft_transformer"})],
         "model_params": [dict, None],
-        "epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "learning_rate_schedule": [StrOptions({"auto", "constant", "cosine"})],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left"), None],
         "patience": [Interval(numbers.Integral, 0, None, closed="left")],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
@@ -370,9 +405,10 @@ class _TabularEstimator(BaseEstimator):
         self,
         model="auto",
         model_params=None,
-        epochs=1000,
+        epochs="auto",
         batch_size="auto",
         learning_rate=None,
+        learning_rate_schedule="auto",
         weight_decay=None,
         patience=16,
         validation_fraction=0.2,
@@ -391,6 +427,7 @@ class _TabularEstimator(BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.weight_decay = weight_decay
         self.patience = patience
         self.validation_fraction = validation_fraction
@@ -490,7 +527,7 @@ class _TabularEstimator(BaseEstimator):
         if multi_process:  # each process predicts its own rows on its own device
             self.models_ = [_distribute.localized(model) for model in self.models_]
             self.model_ = self.models_[0]
-        self.feature_importances_ = self._column_importances(inputs_val, validation)
+        self._keep_importance_rows(inputs_val, validation)
         return self
 
     def _fit_data(self, X, y, sample_weight, eval_set):
@@ -713,6 +750,12 @@ class _TabularEstimator(BaseEstimator):
         if seconds is not None:
             time_limit = _TimeLimit(seconds)
             callbacks.append(time_limit)
+        epochs = self._epochs()
+        schedule = (AUTO_SCHEDULE[self.model_name_] if self.learning_rate_schedule == "auto"
+                    else self.learning_rate_schedule)
+        if schedule == "cosine":
+            initial = optimizer_config["learning_rate"]
+            callbacks.insert(0, _CosineDecay(initial, epochs, time_limit))
         backup = None
         if self.backup_dir is not None:
             backup = _TrainingBackup(self._member_backup(member), early_stopping, swap_ema)
@@ -726,7 +769,7 @@ class _TabularEstimator(BaseEstimator):
         )
         if isinstance(train, streaming.StreamSplit):
             data = streaming.fit_arguments(train, validation, batch_size, context_rows)
-        history = model.fit(**data, epochs=self.epochs, callbacks=callbacks, verbose=self.verbose)
+        history = model.fit(**data, epochs=epochs, callbacks=callbacks, verbose=self.verbose)
         # EarlyStopping restored the best epoch's weights when training ended, whatever ended
         # it (after Keras wrote the last moving average into the model); TabR's own callback
         # then recomputed the stored keys with them.
@@ -744,20 +787,51 @@ class _TabularEstimator(BaseEstimator):
         _write_json_atomically(os.path.join(backup.backup_dir, "history.json"), logs)
         return model, logs
 
+    def _epochs(self):
+        return AUTO_EPOCHS[self.model_name_] if self.epochs == "auto" else self.epochs
+
     def _row_weights(self, split):
         """Each training row's loss weight (sample and class weights multiplied), or None."""
         return None if split.weights is None else split.weights.astype("float32")
 
-    def _column_importances(self, inputs, validation, max_rows=2048):
-        self.feature_importances_std_, self.feature_importances_noise_ = None, False
+    # Importances are computed when first read, as scikit-learn's forests do: on TabR and
+    # TabM they are about 4,000 row predictions per column (7 s of an Adult fit).
+    @property
+    def feature_importances_(self):
+        return self._importances()[0]
+
+    @property
+    def feature_importances_std_(self):
+        return self._importances()[1]
+
+    @property
+    def feature_importances_noise_(self):
+        return self._importances()[2]
+
+    def _keep_importance_rows(self, inputs, validation, max_rows=IMPORTANCE_ROWS):
+        """Keep the first ``max_rows`` validation rows that the importances are computed on."""
+        self._importance_cache = None
+        self._importance_rows = (
+            {k: v[:max_rows] for k, v in inputs.items()},
+            _Split(validation.frame.iloc[:max_rows], validation.target.iloc[:max_rows]),
+        )
+
+    def _importances(self):
+        """``(importances, std or None, noise)``, computed once from the kept rows."""
+        check_is_fitted(self, "model_")
+        if getattr(self, "_importance_cache", None) is None:
+            self._importance_cache = self._column_importances(*self._importance_rows)
+            self._importance_rows = None
+        return self._importance_cache
+
+    def _column_importances(self, inputs, validation):
         if not hasattr(self.model_, "feature_importances"):
-            return self._permutation_importances(validation, max_rows)
-        inputs = {k: v[:max_rows] for k, v in inputs.items()}
+            return self._permutation_importances(validation, len(validation.frame))
         per_token = np.mean([m.feature_importances(inputs) for m in self.models_], axis=0)
         per_column = dict.fromkeys(self._columns, 0.0)
         for column, value in zip(self.preprocessor_.token_columns_, per_token):
             per_column[column] += float(value)  # a missing flag counts for its column
-        return np.asarray([per_column[c] for c in self._columns])
+        return np.asarray([per_column[c] for c in self._columns]), None, False
 
     def _permutation_importances(self, validation, max_rows):
         # Models without attention over features (TabR, TabM): the drop of ``score`` when a
@@ -776,14 +850,12 @@ class _TabularEstimator(BaseEstimator):
             random_state=0 if self.random_state is None else self.random_state,
         )
         mean, std = np.nan_to_num(result.importances_mean), np.nan_to_num(result.importances_std)
-        self.feature_importances_noise_ = not bool((mean > 2 * std + 1e-12).any())
+        noise = not bool((mean > 2 * std + 1e-12).any())
         drops = np.clip(mean, 0.0, None)
         total = drops.sum()
         if total <= 0:
-            self.feature_importances_std_ = np.zeros(len(drops))
-            return np.full(len(drops), 1.0 / len(drops))
-        self.feature_importances_std_ = std / total
-        return drops / total
+            return np.full(len(drops), 1.0 / len(drops)), np.zeros(len(drops)), noise
+        return drops / total, std / total, noise
 
     # --- prediction ------------------------------------------------------------------------
     def _inputs(self, X):
@@ -870,23 +942,31 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             ``"tabm"``, ``"tabr"`` or ``"ft_transformer"``.
         model_params: dict overriding the model's ``default_config()`` (after the
             estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``; for TabR:
-            ``d_main=128``, ``num_neighbors=16``, ``numeric_embedding="periodic"``,
-            ``context_refresh="rolling"``, ``max_context_rows=16384``), e.g.
+            ``d_main=128``, ``num_neighbors=8``, ``numeric_embedding="periodic"``,
+            ``context_refresh="rolling"``, ``refresh_rows=512``, ``max_context_rows=16384``),
+            e.g.
             ``{"k": 16, "d_block": 256}`` for TabM, ``{"n_blocks": 2, "d_token": 64}`` for
             the FT-Transformer or ``{"numeric_embedding": None}`` for TabR on raw numeric
             values. With ``"numeric_embedding": "piecewise"`` (TabM's default; any model)
             the bins are computed from the training rows: ``"bins"`` may be ``"quantile"``
             (default) or ``"tree"``, and ``"n_bins"`` (default 48) sets their number.
-        epochs: maximum training epochs. Default 1000: in practice, until early stopping.
+        epochs: maximum training epochs, or ``"auto"`` (default): 30 for TabR, whose
+            learning rate is annealed over them, and 1000 for TabM and the FT-Transformer,
+            i.e. until early stopping (``AUTO_EPOCHS``).
         batch_size: rows per step, or ``"auto"`` (default): 256, or on training splits of
             fewer than 4,096 rows the power of two (at least 32) that gives about 16 steps
             per epoch (``auto_batch_size``).
-        learning_rate: AdamW learning rate. Default ``None``: TabM 2e-3 and FT-Transformer
-            1e-4 (their papers'), TabR 1e-3 (paper 3.1e-4; see
-            ``ESTIMATOR_OPTIMIZER_PARAMS``). TabR also keeps an exponential moving average
-            of its weights (momentum 0.99, or ``1 - 1 / steps per epoch`` when that is
-            smaller; none with one step per epoch): validation, early stopping and the
-            fitted model use the average (``keras.callbacks.SwapEMAWeights``).
+        learning_rate: AdamW learning rate (the initial one under a schedule). Default
+            ``None``: TabM 2e-3 and FT-Transformer 1e-4 (their papers'), TabR 2e-3 (paper
+            3.1e-4; see ``ESTIMATOR_OPTIMIZER_PARAMS``). TabR also keeps an exponential
+            moving average of its weights (momentum 0.99, or ``1 - 1 / steps per epoch``
+            when that is smaller; none with one step per epoch): validation, early stopping
+            and the fitted model use the average (``keras.callbacks.SwapEMAWeights``).
+        learning_rate_schedule: ``"constant"``, ``"cosine"`` (from ``learning_rate`` at the
+            first epoch down to about zero at the last of ``epochs``, along half a cosine,
+            set before each epoch; under a ``time_limit``, over the epochs it leaves room
+            for, if fewer) or ``"auto"`` (default): cosine for TabR, constant for TabM and
+            the FT-Transformer.
         weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default
             ``None``: the model's paper default (TabM 3e-4, FT-Transformer 1e-5, TabR
             1.2e-6).
@@ -969,7 +1049,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         ``stop_reasons_`` (why each model's training ended: ``"early stopping"``,
         ``"time limit"`` or ``"epochs"``; not kept by ``save``),
         ``feature_importances_`` (one per input column, non-negative,
-        summing to 1, computed on at most 2,048 validation rows: for the FT-Transformer the
+        summing to 1, computed when first read, as scikit-learn's forests do, on the first
+        2,048 validation rows at most, which ``fit`` keeps: for the FT-Transformer the
         attention importance of Gorishniy et al. 2021 §5.3, a missing-value flag counting
         for its column; for TabM and TabR the drop of the log loss (classification) or R²
         (regression) when the column is shuffled, from
@@ -993,14 +1074,16 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
 
     _task = "classification"
 
-    def __init__(self, model="auto", model_params=None, epochs=1000, batch_size="auto",
-                 learning_rate=None, weight_decay=None, patience=16, validation_fraction=0.2,
+    def __init__(self, model="auto", model_params=None, epochs="auto", batch_size="auto",
+                 learning_rate=None, learning_rate_schedule="auto", weight_decay=None,
+                 patience=16, validation_fraction=0.2,
                  categorical=None, numeric=None, time_limit=None, class_weight=None,
                  random_state=None, verbose=1, ensemble_size=None, callbacks=None,
                  backup_dir=None, distribution=None):
         super().__init__(
             model=model, model_params=model_params, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, weight_decay=weight_decay, patience=patience,
+            learning_rate=learning_rate, learning_rate_schedule=learning_rate_schedule,
+            weight_decay=weight_decay, patience=patience,
             validation_fraction=validation_fraction, categorical=categorical, numeric=numeric,
             time_limit=time_limit, random_state=random_state, verbose=verbose,
             ensemble_size=ensemble_size, callbacks=callbacks, backup_dir=backup_dir,
@@ -1173,10 +1256,12 @@ def load(path):
         estimator.history_ = estimator.histories_[0]
         estimator.best_epoch_ = state["best_epoch"]
         estimator.model_name_ = state.get("model_name", "ft_transformer")
-        estimator.feature_importances_ = np.asarray(state["feature_importances"])
         std = state.get("feature_importances_std")
-        estimator.feature_importances_std_ = None if std is None else np.asarray(std)
-        estimator.feature_importances_noise_ = bool(state.get("feature_importances_noise"))
+        estimator._importance_cache = (
+            np.asarray(state["feature_importances"]),
+            None if std is None else np.asarray(std),
+            bool(state.get("feature_importances_noise")),
+        )
         estimator._load_target(state["target"])
     except (KeyError, TypeError, IndexError, AttributeError) as error:
         raise ValueError(

@@ -635,7 +635,7 @@ def fit_stream(estimator, source, target, sample_weight=None, eval_set=None, *,
     finally:
         for batches in made:
             batches._halt()
-    estimator.feature_importances_ = estimator._column_importances(inputs_val, validation)
+    estimator._keep_importance_rows(inputs_val, validation)
     return estimator
 
 
