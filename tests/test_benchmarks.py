@@ -284,6 +284,7 @@ def test_comparisons_use_the_seeds_both_have():
     assert "| 0.4000 |" in text  # TabR's column on the seeds of the table, not its own
 
 
+@pytest.mark.torch_only  # the estimators in worker processes: the harness is the same on all
 def test_scaling_smoke_and_plot(tmp_path):
     scaling, report = _load("scaling"), _load("report")
     out = tmp_path / "scaling"

@@ -23,6 +23,9 @@ def _modules():
     return names
 
 
+# Like the README's and the site's examples below, on one backend: the layers and models they
+# show are tested on every backend elsewhere.
+@pytest.mark.torch_only
 @pytest.mark.parametrize("module_name", _modules())
 def test_docstring_examples(module_name):
     module = importlib.import_module(module_name)
