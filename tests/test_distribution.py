@@ -106,6 +106,33 @@ def test_two_devices_train_as_one_and_load_on_one(tmp_path):
     np.testing.assert_allclose(loaded.predict(X), result["predictions"], rtol=1e-5, atol=1e-5)
 
 
+TWO_DEVICES_STREAMED = """
+    import json, sys
+    import jax
+    from test_distribution import TABM
+    from tabattn import TabularRegressor
+
+    assert jax.device_count() == 2
+    est = TabularRegressor(**TABM, distribution="data-parallel").fit(sys.argv[1], "y")
+    print(json.dumps({"val_loss": est.history_["val_loss"]}))
+"""
+
+
+@jax_only
+def test_two_devices_train_a_streamed_table_as_one(tmp_path):
+    # A Parquet file read in batches: the last batch of each part is padded to split evenly.
+    X, y = table(401)
+    path = tmp_path / "table.parquet"
+    X.assign(y=y).to_parquet(path)
+    process = _start(TWO_DEVICES_STREAMED,
+                     {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, path)
+    reference = TabularRegressor(**TABM).fit(str(path), "y")
+    result = _result(process)
+    expected = reference.history_["val_loss"]
+    assert len(result["val_loss"]) == len(expected)
+    assert _relative(result["val_loss"][-1], expected[-1]) < 0.01, (result["val_loss"], expected)
+
+
 TWO_PROCESSES = """
     import json, sys
     import jax
@@ -211,6 +238,31 @@ def test_batches_split_evenly_over_the_devices():
     assert feed.factors == {"val_loss": 12 / 10}
     unchanged = feed.rows({"numeric": np.ones((8, 1))}, np.ones(8), None, "loss")
     assert unchanged[2] is None and "loss" not in feed.factors
+
+
+def test_streamed_batches_are_padded_to_split_evenly():
+    from tabattn.streaming import _pad
+
+    feed = _distribute.Feed(_Devices(4), 32, auto=False)
+    # 75 rows in batches of 32: the last has 11 rows, padded to 12.
+    assert feed.padded_batches(75, "loss") == 4 and feed.factors == {"loss": 76 / 75}
+    assert feed.padded_batches(64, "val_loss") == 4 and "val_loss" not in feed.factors
+    batch = [{"numeric": np.arange(3.0)[:, None]}, np.arange(3.0), np.full(3, 2.0, "float32")]
+    inputs, targets, weights = _pad(batch, 4)
+    np.testing.assert_array_equal(inputs["numeric"][:, 0], [0, 1, 2, 0])
+    np.testing.assert_array_equal(targets, [0, 1, 2, 0])
+    np.testing.assert_array_equal(weights, [2, 2, 2, 0])
+    assert _pad(batch, 3) is batch
+
+
+def test_a_streamed_table_over_several_processes_is_a_clear_error(tmp_path, monkeypatch):
+    X, y = table(40)
+    path = tmp_path / "table.parquet"
+    X.assign(y=y).to_parquet(path)
+    monkeypatch.setattr(_distribute, "resolve", lambda value: _Devices(2, processes=2))
+    with pytest.raises(ValueError, match="several processes is not supported with a table "
+                                         "read in batches"):
+        TabularRegressor(distribution="data-parallel").fit(str(path), "y")
 
 
 def test_several_processes_need_a_seed_and_no_backup():

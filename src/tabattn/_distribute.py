@@ -196,6 +196,16 @@ class Feed:
             n_local = int(_allgather(np.asarray([n_local], dtype=np.int64)).max())
         return -(-max(n_local, 1) // self.local_shards) * self.local_shards
 
+    def padded_batches(self, n_rows, key):
+        """For rows read in batches (a streamed fit, one process): record the loss factor of
+        ``key`` when the last of ``n_rows`` rows' batches is padded to a multiple of the
+        devices (``tabattn.streaming``), and return that multiple."""
+        last = n_rows % self.batch_size or self.batch_size
+        padding = -last % self.local_shards
+        if padding:
+            self.factors[key] = (n_rows + padding) / n_rows
+        return self.local_shards
+
     def rows(self, inputs, targets, weights, key):
         """This process's rows of ``inputs``, ``targets``, ``weights`` (every process holds
         them all: each takes every ``processes``-th row), padded; records the loss factor of

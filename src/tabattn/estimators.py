@@ -13,6 +13,7 @@ import numbers
 import os
 import re
 import shutil
+import sys
 import time
 import warnings
 
@@ -122,6 +123,25 @@ def _member_file(member):
     return MODEL_FILE if member == 0 else MODEL_FILE.replace(".keras", f"_{member}.keras")
 
 
+def _set_random_seed(seed):
+    """``keras.utils.set_random_seed(seed)``, without importing TensorFlow on the other
+    backends: Keras seeds TensorFlow whenever it is installed, for ``tf.data`` pipelines,
+    which no fit here uses on JAX or PyTorch, and the import alone adds about 400 MiB of
+    resident memory to the process."""
+    from keras.src.utils import module_utils
+
+    lazy = module_utils.tensorflow
+    if (keras.backend.backend() == "tensorflow" or lazy._available is not None
+            or "tensorflow" in sys.modules):
+        keras.utils.set_random_seed(seed)
+        return
+    lazy._available = False  # as if not installed, for this call only
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        lazy._available = None
+
+
 class _EpochSeed(keras.callbacks.Callback):
     """Seed every epoch from ``(seed, epoch)``: an epoch's shuffling then does not depend on
     the epochs before it in this process, so a fit resumed from a backup repeats it."""
@@ -131,7 +151,7 @@ class _EpochSeed(keras.callbacks.Callback):
         self.seed = seed
 
     def on_epoch_begin(self, epoch, logs=None):
-        keras.utils.set_random_seed((self.seed * 100_003 + epoch) % 2**32)
+        _set_random_seed((self.seed * 100_003 + epoch) % 2**32)
 
 
 class _TrainingBackup(keras.callbacks.BackupAndRestore):
@@ -484,11 +504,18 @@ class _TabularEstimator(BaseEstimator):
                 continuous values; a regression target with non-numeric or infinite values;
                 negative sample weights; ``distribution="data-parallel"`` (or a
                 ``Distribution``) off JAX, or a ``batch_size`` that does not split evenly over
-                its devices; and any error of ``tabattn.data.TabularPreprocessor``.
+                its devices, or over several processes with a Parquet ``X``; and any error
+                of ``tabattn.data.TabularPreprocessor``.
         """
         started = time.monotonic()
         self._distribution = distribution = _distribute.resolve(self.distribution)
         multi_process = _distribute.is_multi_process(distribution)
+        if multi_process and streaming.is_stream_source(X):
+            raise ValueError(
+                "A distribution over several processes is not supported with a table read in "
+                "batches (a Parquet path or dataset) yet: give each process its share in "
+                "memory, or train in one process (on its local devices)"
+            )
         if multi_process and y is not None:
             # Each process passed its share: all fit the preprocessing on the whole table.
             _distribute.check_multi_process(self.random_state, self.backup_dir)
@@ -496,15 +523,12 @@ class _TabularEstimator(BaseEstimator):
                 X, y, sample_weight, eval_set
             )
         if self.random_state is not None:
-            keras.utils.set_random_seed(self.random_state)
+            _set_random_seed(self.random_state)
         if streaming.is_stream_source(X):  # larger than memory: read in batches
-            if distribution is not None:
-                raise ValueError(
-                    "distribution= is not supported with a table read in batches (a Parquet "
-                    f"path or dataset) yet. Received: distribution={self.distribution!r}; "
-                    "use distribution=None, or pass the table in memory"
-                )
-            return streaming.fit_stream(self, X, y, sample_weight, eval_set, started=started)
+            with (contextlib.nullcontext() if distribution is None
+                  else _distribute.active(distribution)):
+                return streaming.fit_stream(self, X, y, sample_weight, eval_set,
+                                            started=started)
         train, validation = self._fit_data(X, y, sample_weight, eval_set)
         self.background_ = train.frame.sample(
             min(BACKGROUND_ROWS, len(train.frame)), random_state=self.random_state or 0
@@ -643,7 +667,7 @@ class _TabularEstimator(BaseEstimator):
                 if member and _distribute.agreed(seconds < first_epoch_seconds):
                     break
             if member and self.random_state is not None:
-                keras.utils.set_random_seed((self.random_state + member) % 2**32)
+                _set_random_seed((self.random_state + member) % 2**32)
             member_started = time.monotonic()
             trained = self._trained_member(member)
             if trained is not None:
@@ -710,13 +734,15 @@ class _TabularEstimator(BaseEstimator):
                            else validation.weights.astype("float32"))
         feed = None
         if self._distribution is not None:
-            # This process's rows, padded to split evenly over the devices (see Feed).
+            # This process's rows, padded to split evenly over the devices (see Feed); a
+            # streamed fit pads its last batches (see streaming.fit_arguments).
             feed = _distribute.Feed(self._distribution, batch_size, self.batch_size == "auto")
             batch_size = feed.batch_size
-            inputs_train, targets_train, sample_weight = feed.rows(
-                inputs_train, targets_train, sample_weight, "loss"
-            )
-            validation_data = feed.rows(*validation_data, "val_loss")
+            if not isinstance(train, streaming.StreamSplit):
+                inputs_train, targets_train, sample_weight = feed.rows(
+                    inputs_train, targets_train, sample_weight, "loss"
+                )
+                validation_data = feed.rows(*validation_data, "val_loss")
         optimizer_config = {
             **model_class.default_optimizer_config(),
             **ESTIMATOR_OPTIMIZER_PARAMS[self.model_name_],
@@ -760,15 +786,17 @@ class _TabularEstimator(BaseEstimator):
         if self.backup_dir is not None:
             backup = _TrainingBackup(self._member_backup(member), early_stopping, swap_ema)
             callbacks.append(backup)
+        if isinstance(train, streaming.StreamSplit):
+            data = streaming.fit_arguments(train, validation, batch_size, context_rows, feed)
+        else:
+            data = dict(
+                x=inputs_train, y=targets_train, sample_weight=sample_weight,
+                validation_data=validation_data[:2] if validation_data[2] is None
+                else validation_data,
+                batch_size=batch_size,
+            )
         if feed is not None and feed.factors:
             callbacks.insert(0, _distribute.LossScale(feed.factors))
-        data = dict(
-            x=inputs_train, y=targets_train, sample_weight=sample_weight,
-            validation_data=validation_data[:2] if validation_data[2] is None else validation_data,
-            batch_size=batch_size,
-        )
-        if isinstance(train, streaming.StreamSplit):
-            data = streaming.fit_arguments(train, validation, batch_size, context_rows)
         history = model.fit(**data, epochs=epochs, callbacks=callbacks, verbose=self.verbose)
         # EarlyStopping restored the best epoch's weights when training ended, whatever ended
         # it (after Keras wrote the last moving average into the model); TabR's own callback
@@ -1023,7 +1051,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             stopping, ``time_limit``, TabR's moving average of the weights and its stored
             keys' refresh, and ``backup_dir`` work as on one device. ``save`` does not keep
             it: a loaded estimator predicts on one device (``set_params(distribution=...)``
-            to spread its predictions again).
+            to spread its predictions again). A table read in batches (a Parquet ``X``)
+            trains on the devices of one process, the last batch of each pass padded.
 
             Over several processes (several hosts, or one process per GPU): call
             ``jax.distributed.initialize(coordinator_address, num_processes, process_id)``

@@ -390,14 +390,14 @@ class ParquetBatches(keras.utils.PyDataset):
 
     def __init__(self, estimator, source, target, part, n_rows, batch_size, seed,
                  shuffle=False, shuffle_rows=DEFAULT_SHUFFLE_ROWS, read_rows=DEFAULT_READ_ROWS,
-                 context_rows=None, class_weights=None, prefetch=8):
+                 context_rows=None, class_weights=None, prefetch=8, multiple=1):
         super().__init__(workers=1, use_multiprocessing=False, max_queue_size=prefetch)
         self.estimator, self.source, self.target, self.part = estimator, source, target, part
         self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
         self.shuffle, self.shuffle_rows, self.read_rows = shuffle, shuffle_rows, read_rows
         self.context_rows = context_rows
         self.class_weights = class_weights
-        self.prefetch = prefetch
+        self.prefetch, self.multiple = prefetch, multiple
         self.epoch = 0
         self._thread = self._stop = self._queue = None
         self._next = 0
@@ -497,14 +497,32 @@ class ParquetBatches(keras.utils.PyDataset):
             if self.class_weights is not None:
                 labels = np.asarray(encoded).reshape(len(rows), -1)[:, 0].astype(int)
                 new.append(self.class_weights[labels].astype("float32"))
+            elif self.multiple > 1:  # weights for the padding of the last batch
+                new.append(np.ones(len(rows), dtype="float32"))
             arrays = new if carry is None else _concat(carry, new)
         if arrays is None:
             return None
         n = len(arrays[1])
         end = n if final else n - n % self.batch_size
         for start in range(0, end, self.batch_size):
-            yield tuple(_slice(a, start, min(start + self.batch_size, end)) for a in arrays)
+            batch = [_slice(a, start, min(start + self.batch_size, end)) for a in arrays]
+            yield tuple(_pad(batch, self.multiple) if final else batch)
         return None if end == n else [_slice(a, end, n) for a in arrays]
+
+
+def _pad(batch, multiple):
+    """``batch`` (inputs, target, weights) grown to a multiple of ``multiple`` rows with
+    copies of its first row at weight 0: each device of a data-parallel fit takes an equal
+    part of every batch (see ``tabattn._distribute.Feed``)."""
+    n = len(batch[1])
+    padding = -n % multiple
+    if not padding:
+        return batch
+    index = np.concatenate([np.arange(n), np.zeros(padding, dtype=int)])
+    inputs, target, weights = batch
+    weights = weights[index]
+    weights[n:] = 0.0
+    return [{k: v[index] for k, v in inputs.items()}, target[index], weights]
 
 
 def _slice(value, start, stop):
@@ -607,11 +625,11 @@ def fit_stream(estimator, source, target, sample_weight=None, eval_set=None, *,
     made = []  # stopped when training ends, also when it stopped in the middle of a pass
 
     def make_batches(part, n_rows):
-        def batches(batch_size, context_rows=None):
+        def batches(batch_size, context_rows=None, multiple=1):
             made.append(ParquetBatches(
                 estimator, source, target, part, n_rows, batch_size, seed,
                 shuffle=part == "train", shuffle_rows=shuffle_rows, read_rows=read_rows,
-                context_rows=context_rows, class_weights=class_weights,
+                context_rows=context_rows, class_weights=class_weights, multiple=multiple,
             ))
             return made[-1]
         return batches
@@ -660,13 +678,19 @@ def _class_weights(estimator, found):
     return np.asarray([float(class_weight.get(c, 1.0)) for c in classes])
 
 
-def fit_arguments(train, validation, batch_size, context_rows):
+def fit_arguments(train, validation, batch_size, context_rows, feed=None):
     """``keras.Model.fit``'s data arguments for a streamed fit: the two ``ParquetBatches``
     (``context_rows``: global row numbers of TabR's stored rows in context order, or
+    ``None``; ``feed``: the ``tabattn._distribute.Feed`` of a data-parallel fit, or
     ``None``)."""
+    train_multiple = validation_multiple = 1
+    if feed is not None:
+        train_multiple = feed.padded_batches(train.n_rows, "loss")
+        validation_multiple = feed.padded_batches(validation.n_rows, "val_loss")
     return dict(
-        x=train.batches(batch_size, context_rows),
-        validation_data=validation.batches(batch_size), shuffle=False,
+        x=train.batches(batch_size, context_rows, train_multiple),
+        validation_data=validation.batches(batch_size, multiple=validation_multiple),
+        shuffle=False,
     )
 
 
