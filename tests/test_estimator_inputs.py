@@ -165,6 +165,29 @@ def test_zero_sample_weights_leave_rows_out(rng):
         TabularClassifier(**TINY).fit(X, y, sample_weight=-weight)
 
 
+def test_training_batches_are_shuffled_from_the_seed_and_epoch():
+    from tabattn.estimators import _ShuffledBatches
+
+    inputs = {"numeric": np.arange(10.0)[:, None]}
+    batches = _ShuffledBatches(inputs, np.arange(10), np.ones(10), batch_size=4, seed=3)
+    assert len(batches) == 3
+
+    def epoch(number):
+        batches.shuffle(number)
+        return [batches[i] for i in range(len(batches))]
+
+    first = epoch(0)
+    assert all(len(b[1]) == 4 and len(b[2]) == 4 for b in first)  # the last filled up
+    seen = np.concatenate([b[1] for b in first])
+    assert set(seen[:10]) == set(range(10))  # every row once, then the epoch's first two
+    np.testing.assert_array_equal(seen[10:], seen[:2])
+    np.testing.assert_array_equal(first[0][0]["numeric"][:, 0], first[0][1])
+    assert not np.array_equal(np.concatenate([b[1] for b in epoch(1)]), seen)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in epoch(0)]), seen)
+    small = _ShuffledBatches(inputs, np.arange(10), None, batch_size=16, seed=0)
+    assert len(small) == 1 and len(small[0]) == 2 and len(small[0][1]) == 10
+
+
 class _Interrupt(__import__("keras").callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch == 2:
@@ -173,10 +196,6 @@ class _Interrupt(__import__("keras").callbacks.Callback):
 
 def test_an_interrupted_fit_resumes_to_the_same_model(rng, tmp_path):
     # TabR: dropout, shuffling and the moving average of its weights all resume.
-    from conftest import BACKEND
-
-    if BACKEND == "tensorflow":
-        pytest.skip("TensorFlow's data pipeline shuffles from its own stream")
     X = pd.DataFrame({"a": rng.normal(size=120), "b": rng.choice(["u", "v"], 120)})
     y = X["a"] * 2 + (X["b"] == "u")
     kwargs = dict(model="tabr", model_params={"d_main": 8, "num_neighbors": 4}, epochs=5, batch_size=16, patience=2,
