@@ -173,7 +173,7 @@ def test_training_batches_are_shuffled_from_the_seed_and_epoch():
     assert len(batches) == 3
 
     def epoch(number):
-        batches.shuffle(number)
+        batches.set_epoch(number)
         return [batches[i] for i in range(len(batches))]
 
     first = epoch(0)

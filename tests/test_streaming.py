@@ -255,3 +255,28 @@ def test_interrupted_streamed_cli_fit_leaves_no_output(table, tmp_path, monkeypa
     ])
     assert result.exit_code != 0
     assert list(tmp_path.iterdir()) == []  # no model folder, staging folder or backup
+
+
+class _Interrupt(__import__("keras").callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_streamed_fit_resumes_to_the_same_model(table, tmp_path):
+    # The resumed fit's first epoch reads its rows in the order the uninterrupted fit did.
+    frame, folder = table
+    source = _projected(folder, ["a", "b", "c", "flag", "r"])
+    kwargs = dict(model="tabm", model_params=SMALL_TABM, epochs=3, batch_size=256, verbose=0,
+                  random_state=4, patience=10)
+    expected = TabularRegressor(**kwargs).fit(source, "r")
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        TabularRegressor(**kwargs, backup_dir=str(backup), callbacks=[_Interrupt()]).fit(
+            source, "r")
+    resumed = TabularRegressor(**kwargs, backup_dir=str(backup)).fit(source, "r")
+    for key, values in expected.history_.items():
+        np.testing.assert_allclose(resumed.history_[key], values, rtol=1e-5, err_msg=key)
+    X = frame[["a", "b", "c", "flag"]]
+    np.testing.assert_allclose(resumed.predict(X), expected.predict(X), rtol=1e-5, atol=1e-6)
+    assert not backup.exists()

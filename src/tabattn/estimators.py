@@ -168,9 +168,9 @@ class _ShuffledBatches(keras.utils.PyDataset):
         super().__init__()
         self.inputs, self.targets, self.weights = inputs, targets, weights
         self.batch_size, self.seed = batch_size, seed
-        self.shuffle(0)
+        self.set_epoch(0)
 
-    def shuffle(self, epoch):
+    def set_epoch(self, epoch):
         self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.targets))
 
     def __len__(self):
@@ -185,12 +185,15 @@ class _ShuffledBatches(keras.utils.PyDataset):
 
 
 class _EpochShuffle(keras.callbacks.Callback):
+    """Tell the training batches (``_ShuffledBatches``, ``streaming.ParquetBatches``) the
+    epoch that begins, also the first one of a resumed fit."""
+
     def __init__(self, batches):
         super().__init__()
         self.batches = batches
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.batches.shuffle(epoch)
+        self.batches.set_epoch(epoch)
 
 
 class _TrainingBackup(keras.callbacks.BackupAndRestore):
@@ -827,6 +830,7 @@ class _TabularEstimator(BaseEstimator):
             callbacks.append(backup)
         if isinstance(train, streaming.StreamSplit):
             data = streaming.fit_arguments(train, validation, batch_size, context_rows, feed)
+            callbacks.insert(0, _EpochShuffle(data["x"]))
         else:
             seed = (np.random.default_rng().integers(2**32) if self.random_state is None
                     else (self.random_state + member) % 2**32)

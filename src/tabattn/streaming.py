@@ -380,12 +380,13 @@ class ParquetBatches(keras.utils.PyDataset):
     ``TabularPreprocessor.transform`` gives them (plus int32 ``"row_index"`` ``(n,)`` when
     ``context_rows`` is given: a row's position among TabR's stored rows, -1 if not stored),
     ``target`` as ``estimator.target_.encode``, ``weights`` float32 ``(n,)``. All batches
-    have ``batch_size`` rows but the last.
+    have ``batch_size`` rows but the last, which is padded to a multiple of ``multiple``
+    rows with copies of its first row at weight 0 (``_pad``).
 
     Batches are made in order by a background thread; ``__getitem__`` expects indices
     0, 1, 2, ... (as Keras asks with ``workers=1`` and ``shuffle=False``), and restarts the
-    pass (skipping ahead) when asked for another. Each epoch (``on_epoch_end``) draws a new
-    shuffle from ``(seed, epoch)``.
+    pass (skipping ahead) when asked for another. Each epoch (``on_epoch_end``, or
+    ``set_epoch``) draws a new shuffle from ``(seed, epoch)``.
     """
 
     def __init__(self, estimator, source, target, part, n_rows, batch_size, seed,
@@ -422,6 +423,13 @@ class ParquetBatches(keras.utils.PyDataset):
     def on_epoch_end(self):
         self._halt()
         self.epoch += 1
+
+    def set_epoch(self, epoch):
+        """Shuffle for ``epoch`` from now on (a resumed fit's first epoch), dropping the
+        batches read ahead for another."""
+        if epoch != self.epoch:
+            self._halt()
+            self.epoch = epoch
 
     def _start(self, skip):
         self._halt()
