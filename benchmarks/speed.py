@@ -455,7 +455,7 @@ def _model_cases(smoke):
     ]
     if tabm != TabM.default_config():
         cases.append(("tabm", TabM.default_config(), "tabattn TabM (paper size)", None))
-    # Mixed precision: kept only where it pays (see the estimators' comment).
+    # Mixed precision, which the estimators do not use (see their comment on it).
     cases += [("tabr", tabr, None, "mixed_bfloat16"), ("tabm", tabm, None, "mixed_bfloat16")]
     return cases
 
