@@ -631,7 +631,7 @@ def streaming_section(runs):
         "",
         "The streamed fit's memory does not grow with rows (a preprocessing sample of 100,000 "
         "rows, a shuffle buffer of 65,536 rows, two record batches read ahead), and its rows "
-        "per second match the in-memory fit's within the machine's noise (a background thread "
+        "per second are close to the in-memory fit's (a background thread "
         "preprocesses about 57,000 rows/s, against a few thousand rows/s of TabR training).",
         "",
     ]

@@ -137,15 +137,17 @@ TWO_PROCESSES = """
     import json, sys
     import jax
 
-    process, port = int(sys.argv[1]), sys.argv[2]
+    process, port, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process)
+    import pandas as pd
     from test_distribution import FULL_BATCH, table
     from tabattn import TabularRegressor
 
-    X, y = table(400)
-    share = slice(0, 200) if process == 0 else slice(200, 400)  # this process's rows only
-    est = TabularRegressor(**FULL_BATCH, distribution="data-parallel").fit(X[share], y[share])
+    X, _ = table(400)
+    share = pd.read_parquet(f"{folder}/part-{process}.parquet")  # this process's file only
+    est = TabularRegressor(**FULL_BATCH, distribution="data-parallel").fit(
+        share.drop(columns="y"), share["y"])
     print(json.dumps({"val_loss": est.history_["val_loss"], "devices": jax.device_count(),
                       "predictions": est.predict(X[:50]).tolist()}))
 """
@@ -165,10 +167,12 @@ def _free_port():
 
 
 @jax_only
-def test_two_processes_train_as_one():
+def test_two_processes_train_as_one(tmp_path):
     port = _free_port()
-    processes = [_start(TWO_PROCESSES, {"XLA_FLAGS": ""}, i, port) for i in range(2)]
     X, y = table(400)
+    for process, share in enumerate((slice(0, 200), slice(200, 400))):
+        X[share].assign(y=y[share]).to_parquet(tmp_path / f"part-{process}.parquet")
+    processes = [_start(TWO_PROCESSES, {"XLA_FLAGS": ""}, i, port, tmp_path) for i in range(2)]
     reference = TabularRegressor(**FULL_BATCH).fit(X, y)
     first, second = (_result(p) for p in processes)
     assert first["devices"] == 2
