@@ -219,13 +219,19 @@ class Feed:
         padding = n_padded - len(index)
         if padding == 0 and self.processes == 1:
             return inputs, targets, weights
-        if weights is None:
-            weights = np.ones(len(targets), dtype="float32")
-        index = np.concatenate([index, np.zeros(padding, dtype=index.dtype)])
-        weights = weights[index].astype("float32")
-        weights[len(index) - padding :] = 0.0
         self.factors[key] = n_padded * self.processes / len(targets)
-        return _rows(inputs, index), targets[index], weights
+        return padded_rows(inputs, targets, weights, index, padding)
+
+
+def padded_rows(inputs, targets, weights, index, padding):
+    """Rows ``index`` of ``inputs`` (a dict), ``targets`` and ``weights`` (``None``: all
+    1), then ``padding`` copies of row 0 at weight 0."""
+    if weights is None:
+        weights = np.ones(len(targets), dtype="float32")
+    index = np.concatenate([index, np.zeros(padding, dtype=index.dtype)])
+    weights = weights[index].astype("float32")
+    weights[len(index) - padding :] = 0.0
+    return _rows(inputs, index), targets[index], weights
 
 
 class LossScale(keras.callbacks.Callback):

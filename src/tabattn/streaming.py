@@ -522,15 +522,11 @@ def _pad(batch, multiple):
     """``batch`` (inputs, target, weights) grown to a multiple of ``multiple`` rows with
     copies of its first row at weight 0: each device of a data-parallel fit takes an equal
     part of every batch (see ``tabattn._distribute.Feed``)."""
+    from tabattn._distribute import padded_rows
+
     n = len(batch[1])
     padding = -n % multiple
-    if not padding:
-        return batch
-    index = np.concatenate([np.arange(n), np.zeros(padding, dtype=int)])
-    inputs, target, weights = batch
-    weights = weights[index]
-    weights[n:] = 0.0
-    return [{k: v[index] for k, v in inputs.items()}, target[index], weights]
+    return list(padded_rows(*batch, np.arange(n), padding)) if padding else batch
 
 
 def _slice(value, start, stop):
