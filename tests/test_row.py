@@ -360,6 +360,27 @@ def test_chunked_search_finds_what_one_pass_finds(rng, query_index):
     np.testing.assert_array_equal(np.sort(_np(found), 1), np.sort(expected, 1))
 
 
+@pytest.mark.parametrize("with_index", [False, True])
+def test_search_over_many_rows_breaks_ties_as_a_stable_sort(rng, with_index):
+    # Small whole numbers: every distance is exact in float32, and the 125 distinct rows
+    # among 5,000 give ties everywhere. Enough rows to search by blocks.
+    context = rng.integers(-2, 3, size=(5000, 3)).astype("float32")
+    index = rng.choice(5000, size=64, replace=False).astype("int32")
+    queries = context[index] + rng.integers(-1, 2, size=(64, 3)).astype("float32")
+    layer = RetrievalAttention(num_neighbors=5, num_classes=2)
+    found, valid = layer.search(queries, context, index if with_index else None)
+    distances = ((queries[:, None, :] - context[None, :, :]) ** 2).sum(-1)
+    if with_index:
+        distances[np.arange(64), index] = np.inf
+        assert _np(valid).all()
+    expected = np.argsort(distances, axis=1, kind="stable")[:, :5]
+    got = _np(found)
+    np.testing.assert_array_equal(np.take_along_axis(distances, got, 1),
+                                  np.take_along_axis(distances, expected, 1))
+    if keras.backend.backend() != "torch":  # torch.topk leaves the order of ties open
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_candidates_bound_the_training_search(rng):
     context = rng.normal(size=(500, 4)).astype("float32")
     labels = rng.integers(0, 2, size=500).astype("int32")
