@@ -248,15 +248,34 @@ class LossScale(keras.callbacks.Callback):
                 logs[key] = float(logs[key]) * factor
 
 
+# PyTorch's CPU matmul sums a row's products in another order when it is given fewer than 8
+# rows (measured from 96 inputs per row up), so a row predicted alone differed in its last
+# bits from the same row predicted among others, and TabR could then retrieve another of two
+# stored rows at nearly the same distance. Every call to the model gets at least this many.
+MIN_PREDICT_ROWS = 8
+
+
+def predict_rows(model, inputs, batch_size):
+    """``model.predict(inputs)`` with the last batch padded to at least
+    ``MIN_PREDICT_ROWS`` rows (copies of row 0, whose predictions are dropped), so that a
+    row's prediction does not depend on how many rows are predicted with it."""
+    n = len(next(iter(inputs.values())))
+    last = n % batch_size
+    padding = MIN_PREDICT_ROWS - last if 0 < last < MIN_PREDICT_ROWS else 0
+    if padding:
+        inputs = _rows(inputs, np.concatenate([np.arange(n), np.zeros(padding, dtype=int)]))
+    return model.predict(inputs, batch_size=batch_size, verbose=0)[:n]
+
+
 def predict(model, inputs, batch_size, distribution):
-    """``model.predict`` under ``distribution``: the rows padded to a multiple of the devices
+    """``predict_rows`` under ``distribution``: the rows padded to a multiple of the devices
     (and the padding's predictions dropped). Over several processes each process predicts
     its own rows on its own device, with the model of ``localized``."""
     if distribution is None:
-        return model.predict(inputs, batch_size=batch_size, verbose=0)
+        return predict_rows(model, inputs, batch_size)
     if is_multi_process(distribution):
         with active(None):
-            return model.predict(inputs, batch_size=batch_size, verbose=0)
+            return predict_rows(model, inputs, batch_size)
     shards = distribution.num_model_replicas
     n = len(next(iter(inputs.values())))
     padding = -n % shards

@@ -707,12 +707,14 @@ def predict_outputs(estimator, source, read_rows=DEFAULT_READ_ROWS, batch_size=4
         ValueError: a column the model was trained on is not in the table; the files disagree
             on columns or types.
     """
+    from tabattn._distribute import predict_rows
+
     outputs = [[] for _ in estimator.models_]
     for frame in iter_frames(estimator, source, read_rows):
         inputs = estimator.preprocessor_.transform(frame)
         for member, model in enumerate(estimator.models_):
             outputs[member].append(
-                np.asarray(model.predict(inputs, batch_size=batch_size, verbose=0), "float64")
+                np.asarray(predict_rows(model, inputs, batch_size), "float64")
             )
     return [np.concatenate(parts) for parts in outputs]
 
