@@ -23,7 +23,7 @@ Protocol (after Gorishniy et al., "Revisiting Deep Learning Models for Tabular D
     transforms do not change what a tree can split on, so this is the fair input for trees.
 - Training budget: neural models at most ``--epochs`` epochs (default 1000, i.e. until early
   stopping; tabattn's estimators their default ``epochs="auto"``: 30 annealed epochs for
-  TabR, 1000 for the others) and ``--time-limit`` seconds (default none), early stopping on
+  TabR on classification and 40 on regression, 1000 for the others) and ``--time-limit`` seconds (default none), early stopping on
   validation loss with patience 16, best epoch restored; batch size 256, except tabattn's
   estimators, which use their default ``batch_size="auto"`` (256 from 4,096 training rows,
   smaller batches on smaller tables). GBDTs: library defaults (learning rate, depth,
@@ -560,8 +560,8 @@ MODELS = {
         run_tabattn_tabr, ("tabattn",), True,
         "tabattn TabR (estimator, model='tabr'): d_main 128, 8 neighbours among at most "
         "16,384 stored rows, keys refreshed 512 rows a step, periodic numeric embeddings "
-        "(PLR lite), 30 epochs of AdamW from lr 2e-3 annealed along a cosine, with a moving "
-        "average of the weights",
+        "(PLR lite), 30 epochs (classification) or 40 (regression) of AdamW from lr 2e-3 "
+        "annealed along a cosine, with a moving average of the weights",
     ),
     "tabattn_tabm": ModelSpec(
         run_tabattn_tabm, ("tabattn",), True,

@@ -173,18 +173,25 @@ def _cosine(initial, horizon, epochs):
     return [initial * 0.5 * (1 + np.cos(np.pi * e / horizon)) for e in range(epochs)]
 
 
-def test_tabr_anneals_its_learning_rate_over_30_epochs_by_default(rng):
+def test_tabr_anneals_its_learning_rate_over_40_epochs_on_regression_30_on_classification(
+        rng):
     X = rng.normal(size=(200, 3))
     rates = _Rates()
     reg = TabularRegressor(model="tabr", model_params=TABR_SMALL, patience=1, verbose=0,
                            random_state=0, callbacks=[rates])
-    reg.fit(X, X[:, 0] + rng.normal(size=200))  # noise: early stopping ends it within 30
+    reg.fit(X, X[:, 0] + rng.normal(size=200))  # noise: early stopping ends it within 40
     n = len(reg.history_["loss"])
-    assert 2 <= n < 30
-    np.testing.assert_allclose(rates.rates, _cosine(2e-3, 30, n), rtol=1e-6)
-    tabm = TabularRegressor(model="tabm")
-    tabm.model_name_ = "tabm"
-    assert tabm._epochs() == 1000  # until early stopping
+    assert 2 <= n < 40
+    np.testing.assert_allclose(rates.rates, _cosine(2e-3, 40, n), rtol=1e-6)
+    clf = TabularClassifier(model="tabr")
+    clf.model_name_ = "tabr"
+    assert clf._epochs() == 30
+    for estimator in (TabularRegressor(model="tabm"), TabularClassifier(model="tabm")):
+        estimator.model_name_ = "tabm"
+        assert estimator._epochs() == 1000  # until early stopping
+    explicit = TabularRegressor(model="tabr", epochs=7)
+    explicit.model_name_ = "tabr"
+    assert explicit._epochs() == 7
 
 
 @pytest.mark.parametrize("model, schedule", [("tabr", "constant"), ("tabm", "cosine"),

@@ -181,8 +181,9 @@ def main():
               help="Override the task inferred from the target.")
 @click.option("--epochs", type=_AutoOr(int, 1), default="auto", show_default=True,
               help="Maximum epochs (early stopping with patience 16 on validation loss). "
-                   "'auto': 30 for TabR, its learning rate annealed over them; 1000 for "
-                   "TabM and the FT-Transformer.")
+                   "'auto': for TabR, its learning rate annealed over them, 30 on "
+                   "classification and 40 on regression; 1000 for TabM and the "
+                   "FT-Transformer.")
 @click.option("--time-limit", type=_AutoOr(float, 0), default="auto", show_default=True,
               help="Seconds from start to the end of training: no epoch starts that would "
                    "end later (the best epoch is kept). 'auto': 30 s + 5 s per 1,000 "
