@@ -137,6 +137,10 @@ def test_ensemble_stops_adding_models_when_the_time_is_spent(rng):
                            time_limit=1e-3, verbose=0, random_state=2**32 - 1)
     reg.fit(X, X[:, 0] + X[:, 1])  # the first model trains one epoch; no time is left for the others
     assert len(reg.models_) == 1 and len(reg.history_["loss"]) == 1
+    assert reg.stop_reasons_ == ["time limit"]
+    # All its epochs trained: the epochs ended it, even though the time is spent too.
+    reg.set_params(ensemble_size=1, epochs=1).fit(X, X[:, 0] + X[:, 1])
+    assert reg.stop_reasons_ == ["epochs"]
 
 
 def test_permutation_importances_report_their_spread_and_noise(rng, tmp_path):

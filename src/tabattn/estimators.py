@@ -296,6 +296,8 @@ class _TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.monotonic()
         self.durations.append(now - self.epoch_start)
+        if epoch + 1 >= self.params.get("epochs", math.inf):
+            return  # the last epoch: the number of epochs ended training, not the limit
         next_epoch = max(self.durations[1:] or self.durations)
         if _distribute.agreed(now - self.start + next_epoch > self.seconds):
             self.model.stop_training = True
