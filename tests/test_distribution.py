@@ -274,3 +274,18 @@ def test_several_processes_need_a_seed_and_no_backup():
         _distribute.check_multi_process(None, None)
     with pytest.raises(ValueError, match="backup_dir is not supported"):
         _distribute.check_multi_process(0, "backup")
+
+
+@pytest.mark.parametrize("rows, batch_size", [(1, 4096), (10, 4096), (300, 256), (45, 10)])
+def test_every_prediction_batch_is_a_multiple_of_eight_rows(rows, batch_size):
+    class Recorder:
+        def predict(self, inputs, batch_size, verbose):
+            x = inputs["numeric"]
+            self.batches = [len(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+            return x[:, :1] * 2
+
+    model = Recorder()
+    x = np.arange(rows * 2, dtype="float32").reshape(rows, 2)
+    outputs = _distribute.predict_rows(model, {"numeric": x}, batch_size)
+    np.testing.assert_array_equal(outputs, x[:, :1] * 2)  # the padding's rows dropped
+    assert all(size % _distribute.PREDICT_ROW_MULTIPLE == 0 for size in model.batches)

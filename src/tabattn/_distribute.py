@@ -248,22 +248,24 @@ class LossScale(keras.callbacks.Callback):
                 logs[key] = float(logs[key]) * factor
 
 
-# PyTorch's CPU matmul sums a row's products in another order when it is given fewer than 8
-# rows (measured from 96 inputs per row up), so a row predicted alone differed in its last
-# bits from the same row predicted among others, and TabR could then retrieve another of two
-# stored rows at nearly the same distance. Every call to the model gets at least this many.
-MIN_PREDICT_ROWS = 8
+# PyTorch's CPU matmul computes the rows past the last whole group of 4 (or, below 12 rows,
+# of 8) with another kernel, which sums a row's products in another order: a row predicted
+# alone, or at the end of a batch of 10, differed in its last bits from the same row among
+# 256, and TabR could then retrieve another of two stored rows at nearly the same distance.
+# Every call to the model gets a multiple of this many rows.
+PREDICT_ROW_MULTIPLE = 8
 
 
 def predict_rows(model, inputs, batch_size):
-    """``model.predict(inputs)`` with the last batch padded to at least
-    ``MIN_PREDICT_ROWS`` rows (copies of row 0, whose predictions are dropped), so that a
-    row's prediction does not depend on how many rows are predicted with it."""
+    """``model.predict(inputs)`` in batches of a multiple of ``PREDICT_ROW_MULTIPLE`` rows
+    (``batch_size`` rounded up, the rows padded with copies of row 0 whose predictions are
+    dropped), so that a row's prediction does not depend on how many rows are predicted with
+    it, nor on its place among them."""
     n = len(next(iter(inputs.values())))
-    last = n % batch_size
-    padding = MIN_PREDICT_ROWS - last if 0 < last < MIN_PREDICT_ROWS else 0
+    padding = -n % PREDICT_ROW_MULTIPLE
     if padding:
         inputs = _rows(inputs, np.concatenate([np.arange(n), np.zeros(padding, dtype=int)]))
+    batch_size += -batch_size % PREDICT_ROW_MULTIPLE
     return model.predict(inputs, batch_size=batch_size, verbose=0)[:n]
 
 
