@@ -23,12 +23,13 @@ Protocol (after Gorishniy et al., "Revisiting Deep Learning Models for Tabular D
     transforms do not change what a tree can split on, so this is the fair input for trees.
 - Training budget: neural models at most ``--epochs`` epochs (default 1000, i.e. until early
   stopping; tabattn's estimators their default ``epochs="auto"``: 30 annealed epochs for
-  TabR on classification and 40 on regression, 1000 for the others) and ``--time-limit`` seconds (default none), early stopping on
-  validation loss with patience 16, best epoch restored; batch size 256, except tabattn's
-  estimators, which use their default ``batch_size="auto"`` (256 from 4,096 training rows,
-  smaller batches on smaller tables). GBDTs: library defaults (learning rate, depth,
-  leaves), at most 2000 rounds, early stopping after 50 rounds without a better validation
-  loss (the budget of the paper's GBDT runs).
+  TabR on classification and 40 on regression, 1000 for the others) and ``--time-limit``
+  seconds (default none), early stopping on validation loss with patience 16, best epoch
+  restored; batch size 256, except tabattn's estimators, which use their default
+  ``batch_size="auto"`` (256 from 4,096 training rows, smaller batches on smaller tables).
+  GBDTs: library defaults (learning rate, depth, leaves), at most 2000 rounds, early
+  stopping after 50 rounds without a better validation loss (the budget of the paper's GBDT
+  runs).
 - Models: ``tabattn_auto`` (the estimators' ``model="auto"``, tabattn's default: TabM on
   training splits of at most 2,000 rows, TabR above), ``tabattn_tabr`` and ``tabattn_tabm``
   (``model="tabr"`` / ``"tabm"``, as the estimators configure them, on every table) and

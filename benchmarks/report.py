@@ -201,8 +201,7 @@ def default_model_section(records, default_model, previous=()):
     budgets = ("Both trained with early stopping on the validation split and no time limit "
                "(tabattn for its default number of epochs, `epochs=\"auto\"`: 30 annealed "
                "epochs for TabR on classification and 40 on regression, until early stopping "
-               "for TabM): the harness's protocol, and "
-               "what the estimators do by default."
+               "for TabM): the harness's protocol, and what the estimators do by default."
                if _protocol(runs) else
                "The default model's runs did not all have the harness's protocol budget: "
                "see the `budget` column of the dataset tables.")

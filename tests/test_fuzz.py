@@ -741,9 +741,8 @@ def _tabr_table(seed, n=40):
 def test_found_tabr_prediction_of_a_row_alone_is_its_prediction_in_a_batch():
     for seed in (8, 10, 17, 34, 37):
         X, y = _tabr_table(seed)
-        check_contract(Case(X, y, "regression"), TabularRegressor(**TABR, **COMMON),
-                       tolerate_known=False, n_first=len(X))
-        reg = TabularRegressor(**TABR, **COMMON).fit(X, y)
+        reg = TabularRegressor(**TABR, **COMMON)
+        check_contract(Case(X, y, "regression"), reg, tolerate_known=False, n_first=len(X))
         everything = reg.predict(X)
         for rows in range(9, len(X)):
             np.testing.assert_allclose(
