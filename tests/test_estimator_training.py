@@ -226,6 +226,13 @@ def test_cosine_schedule_ends_within_the_time_limit():
     schedule.on_epoch_begin(2)  # room for 6 more epochs: the rate reaches ~0 by epoch 7
     assert Model.optimizer.learning_rate == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 8)),
                                                           rel=1e-3)
+    # One slow epoch among fast ones: the room is counted in epochs of the median (10 s),
+    # not the slowest (25 s), which would leave room for one.
+    limit.start -= 25.0  # three more epochs: 35.5 s are left, room for 3
+    limit.durations = [30.0, 10.0, 25.0, 10.0, 10.0]
+    schedule.on_epoch_begin(5)
+    assert Model.optimizer.learning_rate == pytest.approx(0.5 * (1 + np.cos(np.pi * 5 / 8)),
+                                                          rel=1e-3)
     schedule.time_limit = None
     schedule.on_epoch_begin(2)
     assert Model.optimizer.learning_rate == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 30)))

@@ -103,6 +103,15 @@ def agreed(flag):
     return bool(_allgather(np.asarray([bool(flag)])).any())
 
 
+def smallest(value):
+    """``value`` (a number) of this process, or in a fit over several processes the smallest
+    of theirs: like ``agreed``, for a setting that each process derives from its own clock."""
+    distribution = keras.distribution.distribution()
+    if not is_multi_process(distribution):
+        return value
+    return type(value)(_allgather(np.asarray([value], dtype="float64")).min())
+
+
 def _gather_objects(value):
     """``value`` of every process, in process order (pickled: the processes of one job)."""
     payload = np.frombuffer(pickle.dumps(value), dtype=np.uint8)

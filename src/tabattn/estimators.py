@@ -13,6 +13,7 @@ import numbers
 import os
 import re
 import shutil
+import statistics
 import sys
 import time
 import warnings
@@ -306,10 +307,16 @@ class _TimeLimit(keras.callbacks.Callback):
 
 class _CosineDecay(keras.callbacks.Callback):
     """Set the learning rate before each epoch ``e`` to ``initial * (1 + cos(pi * e / H)) / 2``,
-    where ``H`` is ``epochs``, or under a time limit the epochs that it leaves room for (by
-    ``_TimeLimit``'s estimate), whichever is fewer: the rate reaches about zero by the last
-    epoch either way. Without a time limit it depends only on ``e``, so a fit resumed from a
-    backup goes on as it would have."""
+    where ``H`` is ``epochs``, or under a time limit the epochs that it leaves room for,
+    whichever is fewer: the rate reaches about zero by the last epoch either way. Without a
+    time limit it depends only on ``e``, so a fit resumed from a backup goes on as it would
+    have.
+
+    The room is counted in epochs of the median duration so far (after the first, which
+    includes compilation). ``_TimeLimit`` stops on the longest epoch instead, which is right
+    for not overrunning but, after one slow epoch, would anneal the rate to zero long before
+    the last epoch and train the rest at about zero.
+    """
 
     def __init__(self, initial, epochs, time_limit=None):
         super().__init__()
@@ -320,8 +327,10 @@ class _CosineDecay(keras.callbacks.Callback):
         limit = self.time_limit
         if limit is not None and limit.durations:
             left = limit.seconds - (time.monotonic() - limit.start)
-            per_epoch = max(limit.durations[1:] or limit.durations)
+            per_epoch = statistics.median(limit.durations[1:] or limit.durations)
             horizon = min(horizon, epoch + max(int(left // per_epoch), 1))
+            # The same rate on every process of a distributed fit, each timing its own epochs.
+            horizon = _distribute.smallest(horizon)
         progress = min(epoch, horizon - 1) / horizon
         rate = self.initial * 0.5 * (1 + math.cos(math.pi * progress))
         self.model.optimizer.learning_rate = rate

@@ -649,7 +649,10 @@ class TabR(keras.Model):
                 ops.reshape(features, (r, -1)),
             )
             self.context_periodic.assign(all_periodic)
-            embedded = self._embed_stored_periodic(features, numeric)
+            # Read back from the buffer: from `features`, XLA computed the sines twice.
+            embedded = self._embed_stored_periodic(
+                ops.slice(all_periodic, (start, 0), (r, ops.shape(all_periodic)[1])), numeric
+            )
         _, fresh = self._encode(numeric, categorical, training=False, embedded=embedded)
         keys = ops.slice_update(
             ops.convert_to_tensor(self.context_keys), (start, 0),
