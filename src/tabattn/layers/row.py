@@ -628,15 +628,16 @@ class RetrievalAttention(keras.layers.Layer):
         k = self._k(n_context)
         chunk = self.search_chunk_size
         starts = [0] if n_context is None or n_context <= chunk else range(0, n_context, chunk)
-        # Whether to find k + 1 rows and drop the query row itself instead of masking it in
-        # every score (about a quarter of the search's time).
-        drop_itself = (
-            len(starts) == 1 and query_index is not None and context_index is None
-            and n_context is not None and n_context > k
-        )
         best_scores = neighbors = None
         for start in starts:
             part = search_c if len(starts) == 1 else search_c[start : start + chunk]
+            rows = None if n_context is None else min(chunk, n_context - start)
+            # Whether to find k + 1 rows and drop the query row itself instead of masking it
+            # in every score (about a quarter of the search's time).
+            drop_itself = (
+                query_index is not None and context_index is None and rows is not None
+                and rows > k
+            )
             # q.c - ||c||^2 / 2 ranks the rows as -||q - c||^2 does.
             scores = ops.matmul(search_q, ops.transpose(part)) - 0.5 * ops.sum(
                 part * part, axis=-1
@@ -655,11 +656,11 @@ class RetrievalAttention(keras.layers.Layer):
             if drop_itself:
                 # Skip the query row where found: the j-th neighbour is found[j + (number
                 # of times the row itself appears among found[:j + 1])].
-                shift = ops.cumsum(
-                    ops.cast(ops.equal(chunk_neighbors, query_index[:, None]), "int32"), axis=1
-                )[:, :k]
+                itself = ops.equal(chunk_neighbors, query_index[:, None] - start)
+                shift = ops.cumsum(ops.cast(itself, "int32"), axis=1)[:, :k]
                 order = ops.arange(k, dtype="int32")[None, :] + shift
                 chunk_neighbors = ops.take_along_axis(chunk_neighbors, order, axis=1)
+                chunk_scores = ops.take_along_axis(chunk_scores, order, axis=1)
             chunk_neighbors = chunk_neighbors + start
             if neighbors is None:
                 best_scores, neighbors = chunk_scores, chunk_neighbors
