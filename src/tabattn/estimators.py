@@ -1070,8 +1070,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         learning_rate_schedule: ``"constant"``, ``"cosine"`` (from ``learning_rate`` at the
             first epoch down to about zero at the last of ``epochs``, along half a cosine,
             set before each epoch; under a ``time_limit``, over the epochs it leaves room
-            for, if fewer) or ``"auto"`` (default): cosine for TabR, constant for TabM and
-            the FT-Transformer.
+            for at the median epoch duration so far, if fewer) or ``"auto"`` (default):
+            cosine for TabR, constant for TabM and the FT-Transformer.
         weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default
             ``None``: the model's paper default (TabM 3e-4, FT-Transformer 1e-5, TabR
             1.2e-6).
