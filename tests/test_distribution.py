@@ -276,6 +276,16 @@ def test_several_processes_need_a_seed_and_no_backup():
         _distribute.check_multi_process(0, "backup")
 
 
+def test_processes_agree_on_settings_from_their_own_clocks(monkeypatch):
+    assert _distribute.smallest(7) == 7 and _distribute.agreed(False) is False  # one process
+    monkeypatch.setattr(_distribute, "is_multi_process", lambda distribution: True)
+    gathered = {"flags": np.array([[False], [True]]), "values": np.array([[7.0], [3.0]])}
+    monkeypatch.setattr(_distribute, "_allgather", lambda array: gathered[
+        "flags" if np.asarray(array).dtype == bool else "values"])
+    assert _distribute.smallest(7) == 3 and isinstance(_distribute.smallest(7), int)
+    assert _distribute.agreed(False) is True  # set on another process
+
+
 @pytest.mark.parametrize("rows, batch_size", [(1, 4096), (10, 4096), (300, 256), (45, 10)])
 def test_every_prediction_batch_is_a_multiple_of_eight_rows(rows, batch_size):
     class Recorder:
