@@ -105,13 +105,12 @@ AUTO_SCHEDULE = {"ft_transformer": "constant", "tabm": "constant", "tabr": "cosi
 # (credit_g and penguins: more accurate than five TabR models averaged, in a third to half
 # of their time); TabR above, where the nearest training rows carry the signal (California
 # housing, seed 0: RMSE 0.385 against 0.432 for TabM with k=32 and d_block=256) and TabM's
-# cost per row (32 MLPs) dominates: at the estimators' sizes TabR trains 8.5x the rows per
+# cost per row (32 MLPs) dominates: at the estimators' sizes TabR trains 9.5x the rows per
 # second of TabM (BENCHMARKS.md, "Models").
 AUTO_TABM_MAX_ROWS = 2000
-# The models train in float32: under mixed_bfloat16 TabR trained fewer rows per second on a
-# 2-core CPU (5,403 against 6,309) and predicted one row slower (2.7 against 0.9 ms), and
-# TabM gained 12% on the small tables it is chosen for, where a fit is mostly fixed costs
-# (BENCHMARKS.md, "Models").
+# The models train in float32: under mixed_bfloat16 on a 2-core CPU, TabR trained fewer rows
+# per second (8,381 against 9,976) and predicted one row slower (3.1 against 0.8 ms), and so
+# did TabM (991 against 1,052 rows per second; 0.51 against 0.42 ms) (BENCHMARKS.md, "Models").
 # Validation rows that feature_importances_ are computed on.
 IMPORTANCE_ROWS = 2048
 
