@@ -219,10 +219,13 @@ def test_cosine_schedule_ends_within_the_time_limit():
 
     limit = _TimeLimit(seconds=100.0)
     limit.on_train_begin()
-    limit.start -= 39.5  # two epochs ran, 30 s (with compilation) and 10 s: 60.5 s are left
-    limit.durations = [30.0, 10.0]
+    limit.durations = [30.0]  # the first epoch, compilation included, does not count
     schedule = _CosineDecay(1.0, epochs=30, time_limit=limit)
     schedule.set_model(Model())
+    schedule.on_epoch_begin(1)
+    assert Model.optimizer.learning_rate == pytest.approx(0.5 * (1 + np.cos(np.pi / 30)))
+    limit.start -= 39.5  # two epochs ran, 30 s (with compilation) and 10 s: 60.5 s are left
+    limit.durations = [30.0, 10.0]
     schedule.on_epoch_begin(2)  # room for 6 more epochs: the rate reaches ~0 by epoch 7
     assert Model.optimizer.learning_rate == pytest.approx(0.5 * (1 + np.cos(np.pi * 2 / 8)),
                                                           rel=1e-3)

@@ -311,10 +311,11 @@ class _CosineDecay(keras.callbacks.Callback):
     time limit it depends only on ``e``, so a fit resumed from a backup goes on as it would
     have.
 
-    The room is counted in epochs of the median duration so far (after the first, which
-    includes compilation). ``_TimeLimit`` stops on the longest epoch instead, which is right
-    for not overrunning but, after one slow epoch, would anneal the rate to zero long before
-    the last epoch and train the rest at about zero.
+    The room is counted in epochs of the median duration so far after the first, which
+    includes compilation and is not counted: a limit that does not bind leaves the rates as
+    they are without it. ``_TimeLimit`` stops on the longest epoch instead, which is right for
+    not overrunning but, after one slow epoch, would anneal the rate to zero long before the
+    last epoch and train the rest at about zero.
     """
 
     def __init__(self, initial, epochs, time_limit=None):
@@ -324,9 +325,9 @@ class _CosineDecay(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         horizon = self.epochs
         limit = self.time_limit
-        if limit is not None and limit.durations:
+        if limit is not None and len(limit.durations) > 1:
             left = limit.seconds - (time.monotonic() - limit.start)
-            per_epoch = statistics.median(limit.durations[1:] or limit.durations)
+            per_epoch = statistics.median(limit.durations[1:])
             horizon = min(horizon, epoch + max(int(left // per_epoch), 1))
             # The same rate on every process of a distributed fit, each timing its own epochs.
             horizon = _distribute.smallest(horizon)
