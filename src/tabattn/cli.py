@@ -1,4 +1,5 @@
-"""``tabattn`` command line: ``fit``, ``predict`` and ``evaluate``, thin over the Python API.
+"""``tabattn`` command line: ``fit``, ``predict``, ``evaluate`` and ``explain``, thin over the
+Python API.
 
 The backend is Keras's ``KERAS_BACKEND``; when it is unset the CLI uses JAX (the fastest of
 the three on CPU in our measurements) and says so. Needs the ``cli`` extra.
@@ -171,7 +172,7 @@ def _remove_folders(folders):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tabattn")
 def main():
-    """Attention models for tables: train, evaluate, predict."""
+    """Attention models for tables: train, evaluate, predict, explain."""
 
 
 @main.command()
@@ -200,7 +201,7 @@ def main():
 @click.option("--ensemble-size", type=click.IntRange(min=1), default=None,
               help="Models (seeds) to train and average (default 1).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="AdamW learning rate (default: TabM 2e-3, TabR 1e-3, FT-Transformer 1e-4).")
+              help="AdamW learning rate (default: TabM 2e-3, TabR 2e-3, FT-Transformer 1e-4).")
 @click.option("--model-params", default=None, metavar="JSON",
               help='JSON object overriding the model\'s default_config(), e.g. '
                    '\'{"k": 16}\' (TabM), \'{"d_main": 96}\' (TabR) or \'{"n_blocks": 2}\' '
