@@ -31,8 +31,9 @@ Protocol (after Gorishniy et al., "Revisiting Deep Learning Models for Tabular D
   stopping after 50 rounds without a better validation loss (the budget of the paper's GBDT
   runs).
 - Models: ``tabattn_auto`` (the estimators' ``model="auto"``, tabattn's default: TabM on
-  training splits of at most 2,000 rows, TabR above), ``tabattn_tabr`` and ``tabattn_tabm``
-  (``model="tabr"`` / ``"tabm"``, as the estimators configure them, on every table) and
+  training splits of at most 2,000 rows, TabR above), ``tabattn_tabr``, ``tabattn_tabm`` and
+  ``tabattn_modernnca`` (``model="tabr"`` / ``"tabm"`` / ``"modernnca"``, as the estimators
+  configure them, on every table) and
   ``tabattn_ft`` (``model="ft_transformer"``, paper default config, AdamW lr 1e-4, wd
   1e-5), each a ``TabularClassifier``/``TabularRegressor`` on the current
   ``KERAS_BACKEND``; ``rtdl_ft``
@@ -106,6 +107,7 @@ class Budget:
     ft_config: dict = None
     tabr_config: dict = None
     tabm_config: dict = None
+    modernnca_config: dict = None
     mlp_layers: tuple = (256, 256, 256)
 
 
@@ -115,6 +117,7 @@ SMOKE_BUDGET = Budget(
     gbdt_patience=5,
     ft_config={"n_blocks": 1, "d_token": 16, "num_heads": 2},
     tabr_config={"d_main": 16, "num_neighbors": 8}, tabm_config={"k": 4, "d_block": 16},
+    modernnca_config={"d_main": 16},
     mlp_layers=(32,),
 )
 SMOKE_MAX_ROWS = 400
@@ -548,6 +551,10 @@ def run_tabattn_tabm(split, seed, budget):
     return run_tabattn(split, seed, budget, "tabm", budget.tabm_config)
 
 
+def run_tabattn_modernnca(split, seed, budget):
+    return run_tabattn(split, seed, budget, "modernnca", budget.modernnca_config)
+
+
 MODELS = {
     "tabattn_ft": ModelSpec(
         run_tabattn_ft, ("tabattn",), True, "tabattn FTTransformer (paper default), estimator"
@@ -568,6 +575,11 @@ MODELS = {
         run_tabattn_tabm, ("tabattn",), True,
         "tabattn TabM (estimator, model='tabm'): the paper's TabM with piecewise-linear "
         "embeddings (k 32, 2 blocks of 512, dropout 0.1, AdamW lr 2e-3, wd 3e-4)",
+    ),
+    "tabattn_modernnca": ModelSpec(
+        run_tabattn_modernnca, ("tabattn",), True,
+        "tabattn ModernNCA (estimator, model='modernnca'): the TALENT default (d 128, PLR "
+        "lite, AdamW lr 0.01, wd 2e-4), at most 4,096 of half the stored rows a step",
     ),
     "rtdl_ft": ModelSpec(
         run_rtdl_ft, ("rtdl_revisiting_models", "torch"), False,
@@ -721,6 +733,7 @@ def main(argv=None):
     if args.model_params:
         budget.tabr_config = {**(budget.tabr_config or {}), **args.model_params}
         budget.tabm_config = {**(budget.tabm_config or {}), **args.model_params}
+        budget.modernnca_config = {**(budget.modernnca_config or {}), **args.model_params}
     seeds = range(args.seeds if args.seeds is not None else (1 if args.smoke else 5))
     max_rows = args.max_rows or (SMOKE_MAX_ROWS if args.smoke else None)
     out = args.out or os.path.join(

@@ -34,18 +34,21 @@ METRICS = {
                        ("log_loss", "log loss ↓")],
     "regression": [("rmse", "RMSE ↓"), ("mae", "MAE ↓"), ("r2", "R² ↑")],
 }
-MODEL_ORDER = ["tabattn_auto", "tabattn_tabr", "tabattn_tabm", "tabattn_ft", "rtdl_ft", "mlp",
-               "lightgbm", "xgboost", "hist_gbdt"]
+MODEL_ORDER = ["tabattn_auto", "tabattn_tabr", "tabattn_tabm", "tabattn_modernnca", "tabattn_ft",
+               "rtdl_ft", "mlp", "lightgbm", "xgboost", "hist_gbdt"]
 # The benchmark model that is the estimators' model="auto" (and `tabattn fit`'s default).
 DEFAULT_MODEL = "tabattn_auto"
 # The estimators' other models, shown next to the default.
-ALTERNATIVES = ("tabattn_tabr", "tabattn_tabm", "tabattn_ft")
+ALTERNATIVES = ("tabattn_tabr", "tabattn_tabm", "tabattn_modernnca", "tabattn_ft")
 PEER = "lightgbm"
 # The harness's protocol budget for tabattn's models (``accuracy.Budget``'s defaults; a test
 # checks that they agree): early stopping with patience 16, no time limit, the estimators'
 # own batch size and configuration.
 PROTOCOL_BUDGET = {"epochs": 1000, "patience": 16, "tabattn_batch_size": "auto",
-                   "time_limit": None, "tabr_config": None, "tabm_config": None}
+                   "time_limit": None, "tabr_config": None, "tabm_config": None,
+                   "modernnca_config": None}
+# Budget fields that records written before they existed lack (read as None).
+LATER_BUDGET_FIELDS = ("modernnca_config",)
 UNITS = {"california_housing": "target in units of $100k", "diamonds": "target in USD"}
 # Records of models that the current ones replaced: not in the tables, read only for the
 # comparison with the previous default model.
@@ -132,8 +135,10 @@ def alternative(runs, metric, digits):
 def _protocol(runs):
     """Whether every run had the harness's protocol budget (and the full data)."""
     return all(
-        not r.get("smoke") and all(k in (r.get("budget") or {}) and r["budget"][k] == v
-                                   for k, v in PROTOCOL_BUDGET.items())
+        not r.get("smoke") and all(
+            (k in (r.get("budget") or {}) or k in LATER_BUDGET_FIELDS)
+            and (r.get("budget") or {}).get(k) == v
+            for k, v in PROTOCOL_BUDGET.items())
         for r in runs)
 
 

@@ -256,3 +256,28 @@ def test_feature_importances_are_computed_when_first_read(rng, tmp_path):
     np.testing.assert_array_equal(copy.feature_importances_std_, clf.feature_importances_std_)
     with pytest.raises(AttributeError):  # NotFittedError: hasattr is False before fit
         TabularClassifier().feature_importances_
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_modernnca_estimator_learns_round_trips_and_skips_each_rows_own_label(
+        rng, tmp_path, task):
+    X = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400),
+                      "c": rng.choice(["u", "v", "w"], 400)})
+    signal = np.sin(2 * X["a"]) + X["b"] + (X["c"] == "u")
+    if task == "regression":
+        y, cls = signal.to_numpy(), TabularRegressor
+    else:
+        edges = [0.5] if task == "binary" else [0.0, 1.0]
+        y, cls = np.digitize(signal, edges), TabularClassifier
+    est = cls(model="modernnca", model_params={"d_main": 16}, epochs=15, batch_size=64,
+              verbose=0, random_state=0).fit(X[:300], y[:300])
+    assert est.model_name_ == "modernnca"
+    assert len(est.context_rows_) == est.model_.context_rows == 240  # the training split
+    assert est.score(X[300:], y[300:]) > (0.5 if task == "regression" else 0.7)
+    # Training rows that read their own label would score perfectly on themselves.
+    assert est.history_["loss"][-1] > 1e-3
+    est.save(tmp_path / task)
+    loaded = tabattn.load(tmp_path / task)
+    predict = "predict" if task == "regression" else "predict_proba"
+    np.testing.assert_allclose(getattr(loaded, predict)(X[300:]),
+                               getattr(est, predict)(X[300:]), rtol=1e-6, atol=1e-7)

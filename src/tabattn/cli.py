@@ -183,8 +183,7 @@ def main():
 @click.option("--epochs", type=_AutoOr(int, 1), default="auto", show_default=True,
               help="Maximum epochs (early stopping with patience 16 on validation loss). "
                    "'auto': for TabR, its learning rate annealed over them, 30 on "
-                   "classification and 40 on regression; 1000 for TabM and the "
-                   "FT-Transformer.")
+                   "classification and 40 on regression; 1000 for the other models.")
 @click.option("--time-limit", type=_AutoOr(float, 0), default="auto", show_default=True,
               help="Seconds from start to the end of training: no epoch starts that would "
                    "end later (the best epoch is kept). 'auto': 30 s + 5 s per 1,000 "
@@ -192,16 +191,18 @@ def main():
 @click.option("--batch-size", type=_AutoOr(int, 1), default="auto", show_default=True,
               help="Rows per step, or 'auto': 256, fewer on tables under 4,096 training rows.")
 @click.option("--model", "model_name",
-              type=click.Choice(["auto", "tabm", "tabr", "ft_transformer"]), default="auto",
-              show_default=True,
+              type=click.Choice(["auto", "tabm", "tabr", "modernnca", "ft_transformer"]),
+              default="auto", show_default=True,
               help="Model: TabM (an MLP trained as an ensemble of 32), TabR (retrieval over "
-                   "training rows), FT-Transformer, or the default chosen on the benchmarks "
+                   "training rows), ModernNCA (nearest neighbours in a learned embedding), "
+                   "FT-Transformer, or the default chosen on the benchmarks "
                    "(TabM on training splits of at most 2,000 rows, TabR above; see "
                    "BENCHMARKS.md).")
 @click.option("--ensemble-size", type=click.IntRange(min=1), default=None,
               help="Models (seeds) to train and average (default 1).")
 @click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="AdamW learning rate (default: TabM 2e-3, TabR 2e-3, FT-Transformer 1e-4).")
+              help="AdamW learning rate (default: TabM 2e-3, TabR 2e-3, ModernNCA 0.01, "
+                   "FT-Transformer 1e-4).")
 @click.option("--model-params", default=None, metavar="JSON",
               help='JSON object overriding the model\'s default_config(), e.g. '
                    '\'{"k": 16}\' (TabM), \'{"d_main": 96}\' (TabR) or \'{"n_blocks": 2}\' '

@@ -51,7 +51,7 @@ from tabattn.explain import BACKGROUND_ROWS
 from tabattn.explain import explain as _explain
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import compute_bins
-from tabattn.models import FTTransformer, TabM, TabR
+from tabattn.models import FTTransformer, ModernNCA, TabM, TabR
 from tabattn.targets import (  # noqa: F401  (also this module's public names, as before)
     classification_metrics,
     probabilities_from_logits,
@@ -62,7 +62,9 @@ from tabattn.targets import (  # noqa: F401  (also this module's public names, a
 MODEL_FILE = "model.keras"
 PREPROCESSING_FILE = "preprocessing.json"
 ESTIMATOR_FILE = "estimator.json"
-_MODELS = {"ft_transformer": FTTransformer, "tabm": TabM, "tabr": TabR}
+_MODELS = {"ft_transformer": FTTransformer, "modernnca": ModernNCA, "tabm": TabM, "tabr": TabR}
+# The models that predict from stored training rows (``set_context``).
+_RETRIEVAL_MODELS = (ModernNCA, TabR)
 # The estimator's changes to a model's paper defaults. TabR: TabR-S's retrieval cost grows
 # with num_neighbors * d_main**2 per row, and the paper's search encodes every stored row at
 # every step, so an epoch's cost grows with the square of the table. Here each step
@@ -74,6 +76,10 @@ _MODELS = {"ft_transformer": FTTransformer, "tabm": TabM, "tabr": TabR}
 # embeddings (PLR lite, as the paper's tuned TabR) lifted Adult, California and diamonds.
 ESTIMATOR_MODEL_PARAMS = {
     "ft_transformer": {},
+    # ModernNCA encodes its sampled candidates, with gradients, at every step: the paper's half
+    # of the stored rows makes an epoch's cost grow with the square of the table (Adult: 15.6
+    # s an epoch for 13,024 candidates, 5.7 s for 4,096).
+    "modernnca": {"max_candidates": 4096},
     "tabm": {},
     "tabr": {"d_main": 128, "num_neighbors": 8, "numeric_embedding": "periodic",
              "context_refresh": "rolling", "refresh_rows": 512, "max_context_rows": 16384},
@@ -87,6 +93,7 @@ ESTIMATOR_MODEL_PARAMS = {
 # its momentum is capped so that it averages over about one epoch (see ``fit``).
 ESTIMATOR_OPTIMIZER_PARAMS = {
     "ft_transformer": {},
+    "modernnca": {},
     "tabm": {},
     "tabr": {"learning_rate": 2e-3, "use_ema": True, "ema_momentum": 0.99},
 }
@@ -97,9 +104,11 @@ ESTIMATOR_OPTIMIZER_PARAMS = {
 # 5 seeds each), a regressor's at the end (24 to 30 on California housing and diamonds),
 # where 10 more annealed epochs still lowered the test RMSE (California, 5 seeds: 0.4072
 # against 0.4115).
-AUTO_EPOCHS = {"ft_transformer": 1000, "tabm": 1000, "tabr": 30}
+AUTO_EPOCHS = {"ft_transformer": 1000, "modernnca": 1000, "tabm": 1000, "tabr": 30}
 AUTO_EPOCHS_REGRESSION = {**AUTO_EPOCHS, "tabr": 40}
-AUTO_SCHEDULE = {"ft_transformer": "constant", "tabm": "constant", "tabr": "cosine"}
+AUTO_SCHEDULE = {
+    "ft_transformer": "constant", "modernnca": "constant", "tabm": "constant", "tabr": "cosine",
+}
 # model="auto" (BENCHMARKS.md, "Default model"): TabM on training splits of at most this many
 # rows, where an ensemble's lower variance matters most and TabM's 32 members cost little
 # (credit_g and penguins: more accurate than five TabR models averaged, in a third to half
@@ -463,7 +472,7 @@ class _Split:
 class _TabularEstimator(BaseEstimator):
     _task = None
     _parameter_constraints = {
-        "model": [StrOptions({"auto", "tabm", "tabr", "ft_transformer"})],
+        "model": [StrOptions({"auto", "tabm", "tabr", "modernnca", "ft_transformer"})],
         "model_params": [dict, None],
         "epochs": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -697,7 +706,7 @@ class _TabularEstimator(BaseEstimator):
             **ESTIMATOR_MODEL_PARAMS[self.model_name_],
             **(self.model_params or {}),
         }
-        if model_class in (TabR, TabM):
+        if model_class in (ModernNCA, TabM, TabR):
             config["num_classes"] = self.target_.num_classes
         n_bins = config.pop("n_bins", 48)
         if config.get("numeric_embedding") == "piecewise":
@@ -713,10 +722,10 @@ class _TabularEstimator(BaseEstimator):
         model_class = _MODELS[self.model_name_]
         size = self._ensemble_size(len(train.target))
         self.context_rows_ = None
-        if model_class is TabR:
-            # The training rows TabR stores (as ``set_context`` draws them), by their
+        if model_class in _RETRIEVAL_MODELS:
+            # The training rows TabR and ModernNCA store (as ``set_context`` draws them), by their
             # position in the X given to fit: what ``explain`` reports as neighbours.
-            kept = TabR.context_sample(
+            kept = model_class.context_sample(
                 len(train.target), config.get("max_context_rows"), self.random_state
             )
             self.context_rows_ = train.rows[kept]
@@ -783,7 +792,7 @@ class _TabularEstimator(BaseEstimator):
             **config,
         )
         context_rows = None
-        if model_class is TabR:
+        if model_class in _RETRIEVAL_MODELS:
             # Retrieval reads the training rows; in training each row skips its own index.
             kept = model.set_context(inputs_train, targets_train, seed=self.random_state)
             context_rows = train.rows[kept]
@@ -1040,12 +1049,12 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     Args:
         model: ``"auto"`` (default: the model chosen on the benchmarks in BENCHMARKS.md,
             ``auto_model``: TabM on training splits of at most 2,000 rows, TabR above),
-            ``"tabm"``, ``"tabr"`` or ``"ft_transformer"``.
+            ``"tabm"``, ``"tabr"``, ``"modernnca"`` or ``"ft_transformer"``.
         model_params: dict overriding the model's ``default_config()`` (after the
             estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``; for TabR:
             ``d_main=128``, ``num_neighbors=8``, ``numeric_embedding="periodic"``,
-            ``context_refresh="rolling"``, ``refresh_rows=512``, ``max_context_rows=16384``),
-            e.g.
+            ``context_refresh="rolling"``, ``refresh_rows=512``, ``max_context_rows=16384``;
+            for ModernNCA: ``max_candidates=4096``), e.g.
             ``{"k": 16, "d_block": 256}`` for TabM, ``{"n_blocks": 2, "d_token": 64}`` for
             the FT-Transformer or ``{"numeric_embedding": None}`` for TabR on raw numeric
             values. With ``"numeric_embedding": "piecewise"`` (TabM's default; any model)
@@ -1053,7 +1062,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             (default) or ``"tree"``, and ``"n_bins"`` (default 48) sets their number.
         epochs: maximum training epochs, or ``"auto"`` (default): for TabR, whose
             learning rate is annealed over them, 30 on classification and 40 on regression
-            (``AUTO_EPOCHS``, ``AUTO_EPOCHS_REGRESSION``); 1000 for TabM and the
+            (``AUTO_EPOCHS``, ``AUTO_EPOCHS_REGRESSION``); 1000 for TabM, ModernNCA and the
             FT-Transformer, i.e. until early stopping.
         batch_size: rows per step, or ``"auto"`` (default): 256, or on training splits of
             fewer than 4,096 rows the power of two (at least 32) that gives about 16 steps
@@ -1062,7 +1071,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             batch is filled up with the epoch's first rows, so that every step has
             ``batch_size`` rows (when the split has that many).
         learning_rate: AdamW learning rate (the initial one under a schedule). Default
-            ``None``: TabM 2e-3 and FT-Transformer 1e-4 (their papers'), TabR 2e-3 (paper
+            ``None``: TabM 2e-3, ModernNCA 0.01 and FT-Transformer 1e-4 (their papers'),
+            TabR 2e-3 (paper
             3.1e-4; see ``ESTIMATOR_OPTIMIZER_PARAMS``). TabR also keeps an exponential
             moving average of its weights (momentum 0.99, or ``1 - 1 / steps per epoch``
             when that is smaller; none with one step per epoch): validation, early stopping
@@ -1071,10 +1081,10 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             first epoch down to about zero at the last of ``epochs``, along half a cosine,
             set before each epoch; under a ``time_limit``, over the epochs it leaves room
             for at the median epoch duration so far, if fewer) or ``"auto"`` (default):
-            cosine for TabR, constant for TabM and the FT-Transformer.
+            cosine for TabR, constant for the others.
         weight_decay: AdamW weight decay (not on norms, biases, embeddings). Default
-            ``None``: the model's paper default (TabM 3e-4, FT-Transformer 1e-5, TabR
-            1.2e-6).
+            ``None``: the model's paper default (TabM 3e-4, ModernNCA 2e-4, FT-Transformer
+            1e-5, TabR 1.2e-6).
         patience: epochs without a better validation loss before stopping; the best
             epoch's weights are restored. Default 16.
         validation_fraction: share of rows split off for early stopping when ``fit`` gets
@@ -1148,7 +1158,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     Fitted attributes:
         ``models_`` (the Keras models of the ensemble, returning logits; one unless
         ``ensemble_size`` says otherwise), ``model_`` (the first of them), ``model_name_``
-        (``"tabm"``, ``"tabr"`` or ``"ft_transformer"``), ``classes_``, ``n_features_in_``,
+        (``"tabm"``, ``"tabr"``, ``"modernnca"`` or ``"ft_transformer"``), ``classes_``, ``n_features_in_``,
         ``feature_names_in_`` (DataFrame input only), ``histories_`` (one Keras history
         dict per model), ``history_`` and ``best_epoch_`` (the first model's),
         ``stop_reasons_`` (why each model's training ended: ``"early stopping"``,

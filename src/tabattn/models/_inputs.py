@@ -1,6 +1,7 @@
 """Checks and encodings shared by the models that read a table's numeric and categorical
-columns (TabM, TabR)."""
+columns (TabM, TabR, ModernNCA)."""
 
+import numpy as np
 from keras import ops
 
 from tabattn.layers import _checks
@@ -62,3 +63,94 @@ def numeric_embedding_options(numeric_embedding, bins, n_num_features, embedding
         _checks.positive_int("n_frequencies", n_frequencies),
         _checks.positive_float("frequency_init_scale", frequency_init_scale),
     )
+
+
+def context_arrays(inputs, n_num_features, cardinalities):
+    """``(numeric, categorical)`` of stored rows given as a dict like a model call's inputs:
+    float32 ``(n, n_num_features)`` and int32 ``(n, len(cardinalities))`` NumPy arrays
+    (``"row_index"`` is ignored).
+
+    Raises:
+        ValueError: ``inputs`` is not a dict, the arrays do not have the model's columns,
+            numeric values are not finite, or categorical codes are not whole numbers in
+            ``[0, cardinality]``.
+    """
+    if not isinstance(inputs, dict):
+        raise ValueError(
+            "`inputs` must be a dict with 'numeric' and/or 'categorical' arrays. "
+            f"Received: {type(inputs).__name__}"
+        )
+    numeric = inputs.get("numeric")
+    categorical = inputs.get("categorical")
+    n = len(next(v for k, v in inputs.items() if k != "row_index"))
+    numeric = np.zeros((n, 0), "float32") if numeric is None else np.asarray(
+        numeric, dtype="float32"
+    )
+    if categorical is None:
+        categorical = np.zeros((n, 0), "int32")
+    else:
+        categorical = np.asarray(categorical)
+        if categorical.dtype.kind == "f":
+            if not np.all(np.isfinite(categorical)) or np.any(categorical % 1):
+                raise ValueError(
+                    "The context's categorical codes must be whole numbers; received "
+                    "NaN, infinite or fractional values."
+                )
+        categorical = categorical.astype("int32")
+    n_cat = len(cardinalities)
+    if numeric.shape != (n, n_num_features) or categorical.shape != (n, n_cat):
+        raise ValueError(
+            f"The context must have {n_num_features} numeric and {n_cat} categorical "
+            f"columns. Received: numeric {numeric.shape}, categorical {categorical.shape}"
+        )
+    if not np.isfinite(numeric).all():
+        raise ValueError("The context's numeric features hold NaN or infinite values.")
+    for j, cardinality in enumerate(cardinalities):
+        column = categorical[:, j]
+        if len(column) and (column.min() < 0 or column.max() > cardinality):
+            raise ValueError(
+                f"Categorical column {j} of the context must hold codes in [0, "
+                f"{cardinality}] (0 = missing/unseen). Received values in "
+                f"[{column.min()}, {column.max()}]"
+            )
+    return numeric, categorical
+
+
+def context_labels(labels, n, num_classes):
+    """The stored rows' labels as a ``(n,)`` array: float32 for regression (``num_classes``
+    ``None``), int32 class indices otherwise; ``(n, 1)`` is accepted.
+
+    Raises:
+        ValueError: another shape, non-finite regression labels, or class labels that are
+            not whole numbers in ``[0, num_classes)``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or len(labels) != n:
+        raise ValueError(
+            f"`labels` must have shape ({n},) to match the context rows. "
+            f"Received: labels.shape={labels.shape}"
+        )
+    if num_classes is None:
+        labels = labels.astype("float32")
+        if not np.isfinite(labels).all():
+            raise ValueError("`labels` of a regression context must be finite.")
+        return labels
+    if not np.all(np.equal(np.mod(labels, 1), 0)) or labels.min() < 0 or (
+        labels.max() >= num_classes
+    ):
+        raise ValueError(
+            f"`labels` must be class indices in [0, {num_classes}). "
+            f"Received values in [{labels.min()}, {labels.max()}]"
+        )
+    return labels.astype("int32")
+
+
+def context_sample(n_rows, max_context_rows, seed=None):
+    """The positions, sorted, of the rows a retrieval model stores out of ``n_rows``: all of
+    them, or a uniform sample of ``max_context_rows`` drawn with ``seed``."""
+    if max_context_rows is None or n_rows <= max_context_rows:
+        return np.arange(n_rows)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_rows, max_context_rows, replace=False))

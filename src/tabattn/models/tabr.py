@@ -12,7 +12,14 @@ from keras import ops
 from tabattn.layers import _checks
 from tabattn.layers.embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from tabattn.layers.row import RetrievalAttention
-from tabattn.models._inputs import known_codes, numeric_embedding_options, table_columns
+from tabattn.models._inputs import (
+    context_arrays,
+    context_labels,
+    context_sample,
+    known_codes,
+    numeric_embedding_options,
+    table_columns,
+)
 from tabattn.models._optim import adamw_without_decay_on
 
 _REFRESH_MODES = ("epoch", "rolling", "step")
@@ -415,14 +422,7 @@ class TabR(keras.Model):
         self.built = True
 
     # --- the context -------------------------------------------------------------------------
-    @staticmethod
-    def context_sample(n_rows, max_context_rows, seed=None):
-        """The positions, sorted, of the rows ``set_context`` stores out of ``n_rows``: all
-        of them, or a uniform sample of ``max_context_rows`` drawn with ``seed``."""
-        if max_context_rows is None or n_rows <= max_context_rows:
-            return np.arange(n_rows)
-        rng = np.random.default_rng(seed)
-        return np.sort(rng.choice(n_rows, max_context_rows, replace=False))
+    context_sample = staticmethod(context_sample)
 
     def set_context(self, inputs, labels, seed=None):
         """Store the rows to retrieve from (normally the training rows) and their labels.
@@ -448,28 +448,8 @@ class TabR(keras.Model):
                 a context of another size.
         """
         numeric, categorical = self._context_arrays(inputs)
-        labels = np.asarray(labels)
-        if labels.ndim == 2 and labels.shape[1] == 1:
-            labels = labels[:, 0]
         n = len(numeric)
-        if labels.ndim != 1 or len(labels) != n:
-            raise ValueError(
-                f"`labels` must have shape ({n},) to match the context rows. "
-                f"Received: labels.shape={labels.shape}"
-            )
-        if self.num_classes is None:
-            labels = labels.astype("float32")
-            if not np.isfinite(labels).all():
-                raise ValueError("`labels` of a regression context must be finite.")
-        else:
-            if not np.all(np.equal(np.mod(labels, 1), 0)) or labels.min() < 0 or (
-                labels.max() >= self.num_classes
-            ):
-                raise ValueError(
-                    f"`labels` must be class indices in [0, {self.num_classes}). "
-                    f"Received values in [{labels.min()}, {labels.max()}]"
-                )
-            labels = labels.astype("int32")
+        labels = context_labels(labels, n, self.num_classes)
         kept = self.context_sample(n, self.max_context_rows, seed)
         if len(kept) < n:
             numeric, categorical, labels = numeric[kept], categorical[kept], labels[kept]
@@ -489,45 +469,7 @@ class TabR(keras.Model):
         return kept
 
     def _context_arrays(self, inputs):
-        if not isinstance(inputs, dict):
-            raise ValueError(
-                "`inputs` must be a dict with 'numeric' and/or 'categorical' arrays. "
-                f"Received: {type(inputs).__name__}"
-            )
-        numeric = inputs.get("numeric")
-        categorical = inputs.get("categorical")
-        n = len(next(v for k, v in inputs.items() if k != "row_index"))
-        numeric = np.zeros((n, 0), "float32") if numeric is None else np.asarray(
-            numeric, dtype="float32"
-        )
-        if categorical is None:
-            categorical = np.zeros((n, 0), "int32")
-        else:
-            categorical = np.asarray(categorical)
-            if categorical.dtype.kind == "f":
-                if not np.all(np.isfinite(categorical)) or np.any(categorical % 1):
-                    raise ValueError(
-                        "The context's categorical codes must be whole numbers; received "
-                        "NaN, infinite or fractional values."
-                    )
-            categorical = categorical.astype("int32")
-        n_cat = len(self.categorical_cardinalities)
-        if numeric.shape != (n, self.n_num_features) or categorical.shape != (n, n_cat):
-            raise ValueError(
-                f"The context must have {self.n_num_features} numeric and {n_cat} categorical "
-                f"columns. Received: numeric {numeric.shape}, categorical {categorical.shape}"
-            )
-        if not np.isfinite(numeric).all():
-            raise ValueError("The context's numeric features hold NaN or infinite values.")
-        for j, cardinality in enumerate(self.categorical_cardinalities):
-            column = categorical[:, j]
-            if len(column) and (column.min() < 0 or column.max() > cardinality):
-                raise ValueError(
-                    f"Categorical column {j} of the context must hold codes in [0, "
-                    f"{cardinality}] (0 = missing/unseen). Received values in "
-                    f"[{column.min()}, {column.max()}]"
-                )
-        return numeric, categorical
+        return context_arrays(inputs, self.n_num_features, self.categorical_cardinalities)
 
     def refresh_context_keys(self, batch_size=8192):
         """Recompute the keys of the stored rows with the current weights (inference mode)."""
