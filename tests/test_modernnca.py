@@ -178,6 +178,7 @@ def test_fit_without_row_index_warns():
     (dict(max_candidates=0), "max_candidates"),
     (dict(n_blocks=-1), "n_blocks"),
     (dict(dropout=1.0), "dropout"),
+    (dict(seed=1.5), "seed"),
 ])
 def test_bad_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -78,8 +78,9 @@ ESTIMATOR_MODEL_PARAMS = {
     "ft_transformer": {},
     # ModernNCA encodes its sampled candidates, with gradients, at every step: the paper's half
     # of the stored rows makes an epoch's cost grow with the square of the table (Adult: 15.6
-    # s an epoch for 13,024 candidates, 5.7 s for 4,096).
-    "modernnca": {"max_candidates": 4096},
+    # s an epoch for 13,024 candidates, 5.7 s for 4,096). Validation and prediction read
+    # every stored row: at most 16,384 of them, as TabR.
+    "modernnca": {"max_candidates": 4096, "max_context_rows": 16384},
     "tabm": {},
     "tabr": {"d_main": 128, "num_neighbors": 8, "numeric_embedding": "periodic",
              "context_refresh": "rolling", "refresh_rows": 512, "max_context_rows": 16384},
@@ -1038,13 +1039,14 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     """Attention model for classification of tables, with the scikit-learn API.
 
     Trains TabM (Gorishniy et al. 2025: an MLP that trains as an ensemble of 32), TabR
-    (Gorishniy et al. 2024: retrieval attention over the training rows and their labels) or
-    an FT-Transformer (Gorishniy et al. 2021) on a DataFrame or array. Numeric columns go
+    (Gorishniy et al. 2024: retrieval attention over the training rows and their labels),
+    ModernNCA (Ye et al. 2025: nearest neighbours in a learned embedding) or an
+    FT-Transformer (Gorishniy et al. 2021) on a DataFrame or array. Numeric columns go
     through a quantile transform; categorical ones (strings, bools, pandas categories,
     numeric columns with at most two distinct values, or those named in ``categorical``)
     become integer codes with 0 for missing or unseen values. Predictions for one row never
-    depend on the other rows passed with it (TabR retrieves from the stored training rows
-    only).
+    depend on the other rows passed with it (TabR and ModernNCA read the stored training
+    rows only).
 
     Args:
         model: ``"auto"`` (default: the model chosen on the benchmarks in BENCHMARKS.md,
@@ -1054,7 +1056,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             estimator's own changes in ``ESTIMATOR_MODEL_PARAMS``; for TabR:
             ``d_main=128``, ``num_neighbors=8``, ``numeric_embedding="periodic"``,
             ``context_refresh="rolling"``, ``refresh_rows=512``, ``max_context_rows=16384``;
-            for ModernNCA: ``max_candidates=4096``), e.g.
+            for ModernNCA: ``max_candidates=4096``, ``max_context_rows=16384``), e.g.
             ``{"k": 16, "d_block": 256}`` for TabM, ``{"n_blocks": 2, "d_token": 64}`` for
             the FT-Transformer or ``{"numeric_embedding": None}`` for TabR on raw numeric
             values. With ``"numeric_embedding": "piecewise"`` (TabM's default; any model)
@@ -1071,8 +1073,8 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
             batch is filled up with the epoch's first rows, so that every step has
             ``batch_size`` rows (when the split has that many).
         learning_rate: AdamW learning rate (the initial one under a schedule). Default
-            ``None``: TabM 2e-3, ModernNCA 0.01 and FT-Transformer 1e-4 (their papers'),
-            TabR 2e-3 (paper
+            ``None``: TabM 2e-3 and FT-Transformer 1e-4 (their papers'), ModernNCA 0.01 (its
+            authors' TALENT default), TabR 2e-3 (paper
             3.1e-4; see ``ESTIMATOR_OPTIMIZER_PARAMS``). TabR also keeps an exponential
             moving average of its weights (momentum 0.99, or ``1 - 1 / steps per epoch``
             when that is smaller; none with one step per epoch): validation, early stopping
@@ -1167,7 +1169,7 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
         summing to 1, computed when first read, as scikit-learn's forests do, on the first
         2,048 validation rows at most, which ``fit`` keeps: for the FT-Transformer the
         attention importance of Gorishniy et al. 2021 §5.3, a missing-value flag counting
-        for its column; for TabM and TabR the drop of the log loss (classification) or R²
+        for its column; for the other models the drop of the log loss (classification) or R²
         (regression) when the column is shuffled, from
         ``sklearn.inspection.permutation_importance`` over 4 shuffles of at most 1,024 rows,
         clipped at 0 and normalised), ``feature_importances_std_`` (the spread of those

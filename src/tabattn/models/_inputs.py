@@ -149,7 +149,8 @@ def context_labels(labels, n, num_classes):
 
 def context_sample(n_rows, max_context_rows, seed=None):
     """The positions, sorted, of the rows a retrieval model stores out of ``n_rows``: all of
-    them, or a uniform sample of ``max_context_rows`` drawn with ``seed``."""
+    them, or a uniform sample of ``max_context_rows`` drawn with ``seed`` (an int or
+    ``None``). Returns an int64 NumPy array."""
     if max_context_rows is None or n_rows <= max_context_rows:
         return np.arange(n_rows)
     rng = np.random.default_rng(seed)

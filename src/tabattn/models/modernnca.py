@@ -120,10 +120,10 @@ class ModernNCA(keras.Model):
         the units of the labels given to ``set_context``.
 
     Raises:
-        ValueError: for non-positive sizes, rates outside their range, unknown options, no
-            input features, a ``d_out`` that does not fit ``num_classes``, calling the
-            model before ``set_context``, or a context whose size, columns or labels do not
-            fit the model.
+        ValueError: for non-positive sizes, rates outside their range, unknown options, a
+            seed that is not an integer, no input features, a ``d_out`` that does not fit
+            ``num_classes``, inputs that are not a dict, calling the model before
+            ``set_context``, or a context whose size, columns or labels do not fit the model.
 
     Example:
 
@@ -210,8 +210,10 @@ class ModernNCA(keras.Model):
             "max_context_rows", max_context_rows, allow_none=True
         )
         self.search_chunk_size = _checks.positive_int("search_chunk_size", search_chunk_size)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        if seed is not None and (isinstance(seed, bool) or int(seed) != seed):
+            raise ValueError(f"`seed` must be an integer or None. Received: seed={seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.context_rows = _checks.positive_int("context_rows", context_rows, allow_none=True)
 
         self.periodic = self.piecewise = None
@@ -349,7 +351,9 @@ class ModernNCA(keras.Model):
         return kept
 
     def refresh_context_keys(self, batch_size=8192):
-        """Recompute the stored rows' embeddings with the current weights (inference mode)."""
+        """Recompute the stored rows' embeddings (``context_keys``, float32 ``(context_rows,
+        d_main)``) with the current weights, in inference mode, ``batch_size`` rows at a
+        time."""
         numeric = ops.convert_to_tensor(self.context_numeric)
         categorical = ops.convert_to_tensor(self.context_categorical)
         keys = [
