@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from tabattn.layers import _checks
+from tabattn.layers.embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 
 
 def table_columns(model, n_num_features, categorical_cardinalities):
@@ -155,3 +156,64 @@ def context_sample(n_rows, max_context_rows, seed=None):
         return np.arange(n_rows)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(n_rows, max_context_rows, replace=False))
+
+
+def numeric_embedding_layer(numeric_embedding, bins, n_num_features, embedding_dim,
+                            n_frequencies, frequency_init_scale):
+    """The numeric embedding of a retrieval model (TabR, ModernNCA): ``(periodic,
+    piecewise, bins, d_numeric)``: a ``PeriodicEmbedding(lite=True)`` or a
+    ``PiecewiseLinearEncoding`` (the other ``None``; both ``None`` for raw values or no
+    numeric feature), the bin edges as lists (or ``None``) and the width of the flattened
+    numeric input.
+
+    Raises:
+        ValueError: ``bins`` does not hold one array of edges per numeric feature.
+    """
+    periodic = piecewise = None
+    edges = None
+    d_numeric = n_num_features
+    if numeric_embedding == "periodic" and n_num_features:
+        periodic = PeriodicEmbedding(
+            embedding_dim=embedding_dim, n_frequencies=n_frequencies,
+            frequency_init_scale=frequency_init_scale, lite=True, name="numeric_embedding",
+        )
+        d_numeric = n_num_features * embedding_dim
+    elif numeric_embedding == "piecewise" and n_num_features:
+        piecewise = PiecewiseLinearEncoding(bins, name="numeric_embedding")
+        edges = piecewise.get_config()["bins"]
+        if len(edges) != n_num_features:
+            raise ValueError(
+                f"`bins` must hold one array of edges per numeric feature "
+                f"({n_num_features}). Received {len(edges)}"
+            )
+        d_numeric = n_num_features * max(len(e) - 1 for e in edges)
+    return periodic, piecewise, edges, d_numeric
+
+
+def stored_context(model, inputs, labels, seed):
+    """``(numeric, categorical, labels, kept)``: the rows a retrieval model (TabR,
+    ModernNCA) stores from ``inputs`` and ``labels``, checked (``context_arrays``,
+    ``context_labels``) and sampled to its ``max_context_rows`` with ``seed``; ``kept`` are
+    their positions in ``inputs`` (int64). Sets ``model.context_rows`` on the first call.
+
+    Raises:
+        ValueError: as ``context_arrays`` and ``context_labels``, or the model was built for
+            a context of another size.
+    """
+    numeric, categorical = context_arrays(
+        inputs, model.n_num_features, model.categorical_cardinalities
+    )
+    n = len(numeric)
+    labels = context_labels(labels, n, model.num_classes)
+    kept = context_sample(n, model.max_context_rows, seed)
+    if len(kept) < n:
+        numeric, categorical, labels = numeric[kept], categorical[kept], labels[kept]
+        n = len(kept)
+    if model.context_rows is None:
+        model.context_rows = n
+    elif n != model.context_rows:
+        raise ValueError(
+            f"This {type(model).__name__} was built for a context of {model.context_rows} "
+            f"rows. Received {n} rows; build a new model for a context of another size."
+        )
+    return numeric, categorical, labels, kept

@@ -10,14 +10,13 @@ import numpy as np
 from keras import ops
 
 from tabattn.layers import _checks
-from tabattn.layers.embeddings import PeriodicEmbedding, PiecewiseLinearEncoding
 from tabattn.layers.row import RetrievalAttention
 from tabattn.models._inputs import (
-    context_arrays,
-    context_labels,
     context_sample,
     known_codes,
+    numeric_embedding_layer,
     numeric_embedding_options,
+    stored_context,
     table_columns,
 )
 from tabattn.models._optim import adamw_without_decay_on
@@ -284,25 +283,10 @@ class TabR(keras.Model):
 
         # === Layers ===
         d_block = max(1, int(self.d_main * self.d_multiplier))
-        self.periodic = self.piecewise = None
-        self.bins = None
-        d_numeric = self.n_num_features
-        if self.numeric_embedding == "periodic" and self.n_num_features:
-            self.periodic = PeriodicEmbedding(
-                embedding_dim=self.embedding_dim, n_frequencies=self.n_frequencies,
-                frequency_init_scale=self.frequency_init_scale, lite=True,
-                name="numeric_embedding",
-            )
-            d_numeric = self.n_num_features * self.embedding_dim
-        elif self.numeric_embedding == "piecewise" and self.n_num_features:
-            self.piecewise = PiecewiseLinearEncoding(bins, name="numeric_embedding")
-            self.bins = self.piecewise.get_config()["bins"]
-            if len(self.bins) != self.n_num_features:
-                raise ValueError(
-                    f"`bins` must hold one array of edges per numeric feature "
-                    f"({self.n_num_features}). Received {len(self.bins)}"
-                )
-            d_numeric = self.n_num_features * max(len(edges) - 1 for edges in self.bins)
+        self.periodic, self.piecewise, self.bins, d_numeric = numeric_embedding_layer(
+            self.numeric_embedding, bins, self.n_num_features, self.embedding_dim,
+            self.n_frequencies, self.frequency_init_scale,
+        )
         self._d_numeric = d_numeric
         self._d_in = d_numeric + sum(c + 1 for c in self.categorical_cardinalities)
         self.linear = keras.layers.Dense(
@@ -447,29 +431,13 @@ class TabR(keras.Model):
                 labels are not finite or not valid class indices, or the model already holds
                 a context of another size.
         """
-        numeric, categorical = self._context_arrays(inputs)
-        n = len(numeric)
-        labels = context_labels(labels, n, self.num_classes)
-        kept = self.context_sample(n, self.max_context_rows, seed)
-        if len(kept) < n:
-            numeric, categorical, labels = numeric[kept], categorical[kept], labels[kept]
-            n = len(kept)
-        if self.context_rows is None:
-            self.context_rows = n
-        elif n != self.context_rows:
-            raise ValueError(
-                f"This TabR was built for a context of {self.context_rows} rows. "
-                f"Received {n} rows; build a new model for a context of another size."
-            )
+        numeric, categorical, labels, kept = stored_context(self, inputs, labels, seed)
         self.build()
         self.context_numeric.assign(numeric)
         self.context_categorical.assign(categorical)
         self.context_labels.assign(labels)
         self.refresh_context_keys()
         return kept
-
-    def _context_arrays(self, inputs):
-        return context_arrays(inputs, self.n_num_features, self.categorical_cardinalities)
 
     def refresh_context_keys(self, batch_size=8192):
         """Recompute the keys of the stored rows with the current weights (inference mode)."""
