@@ -1160,9 +1160,9 @@ class TabularClassifier(ClassifierMixin, _TabularEstimator):
     Fitted attributes:
         ``models_`` (the Keras models of the ensemble, returning logits; one unless
         ``ensemble_size`` says otherwise), ``model_`` (the first of them), ``model_name_``
-        (``"tabm"``, ``"tabr"``, ``"modernnca"`` or ``"ft_transformer"``), ``classes_``, ``n_features_in_``,
-        ``feature_names_in_`` (DataFrame input only), ``histories_`` (one Keras history
-        dict per model), ``history_`` and ``best_epoch_`` (the first model's),
+        (``"tabm"``, ``"tabr"``, ``"modernnca"`` or ``"ft_transformer"``), ``classes_``,
+        ``n_features_in_``, ``feature_names_in_`` (DataFrame input only), ``histories_`` (one
+        Keras history dict per model), ``history_`` and ``best_epoch_`` (the first model's),
         ``stop_reasons_`` (why each model's training ended: ``"early stopping"``,
         ``"time limit"`` or ``"epochs"``; not kept by ``save``),
         ``feature_importances_`` (one per input column, non-negative,

@@ -230,7 +230,9 @@ class ModernNCA(keras.Model):
         self.blocks = []
         for i in range(self.n_blocks):
             self.blocks.append([
-                keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"block_{i}_norm"),
+                keras.layers.BatchNormalization(
+                    momentum=0.9, epsilon=1e-5, name=f"block_{i}_norm"
+                ),
                 keras.layers.Dense(self.d_block, activation="relu", name=f"block_{i}_hidden"),
                 keras.layers.Dropout(self.dropout),
                 keras.layers.Dense(self.d_main, name=f"block_{i}_output"),
