@@ -1,5 +1,5 @@
-"""Explanations of single predictions: SHAP values on the raw columns, TabR's neighbours, the
-FT-Transformer's attention over columns."""
+"""Explanations of single predictions: SHAP values on the raw columns, TabR's and ModernNCA's
+neighbours, the FT-Transformer's attention over columns."""
 
 import numpy as np
 import pandas as pd
@@ -79,6 +79,24 @@ def test_tabr_neighbours_are_training_rows_with_their_labels(tabr_classifier):
         neighbors["target"].to_numpy(), y[neighbors["training_row"].to_numpy()]
     )
     assert explanation.attention is None
+
+
+def test_modernnca_neighbours_are_its_largest_weights():
+    X = _table(120, seed=3)
+    y = 2.0 * X["a"].to_numpy() + (X["colour"] == "red").to_numpy()
+    reg = TabularRegressor(model="modernnca", model_params={"d_main": 16}, epochs=3,
+                           batch_size=32, verbose=0, random_state=0).fit(X, y)
+    explanation = reg.explain(X.iloc[:4], background=X.iloc[:10], max_evals=7)
+    neighbors = explanation.neighbors
+    assert list(neighbors.columns) == ["row", "rank", "training_row", "target", "weight"]
+    assert len(neighbors) == 4 * 8
+    assert (neighbors.groupby("row")["weight"].sum() <= 1 + 1e-6).all()
+    assert (neighbors.groupby("row")["weight"].diff().dropna() <= 1e-6).all()
+    # The stored values, back in the target's units, of the training rows named.
+    np.testing.assert_allclose(
+        neighbors["target"].to_numpy(dtype="float64"),
+        y[neighbors["training_row"].to_numpy()], rtol=1e-5, atol=1e-5,
+    )
 
 
 def test_explanations_of_a_loaded_model_are_the_same(tabr_classifier, tmp_path):

@@ -101,6 +101,33 @@ def test_training_searches_a_bounded_sample_of_stored_rows():
     assert 0.0 < value < 10.0
 
 
+def test_neighbors_are_the_rows_of_largest_weight():
+    context = _rows()
+    keras.utils.set_random_seed(3)
+    model = _model(None, context, _labels(context, None), temperature=0.5)
+    queries = {k: v[:6] for k, v in context.items()}
+    indices, weights = model.neighbors(queries, num_neighbors=4, batch_size=4)
+    assert indices.shape == weights.shape == (6, 4) and weights.dtype == np.float32
+    np.testing.assert_array_equal(indices[:, 0], np.arange(6))  # a stored row finds itself
+    keys = ops.convert_to_numpy(model.context_keys).astype("float64")
+    q = ops.convert_to_numpy(model._encode(queries["numeric"], queries["categorical"]))
+    distances = np.sqrt(((q[:, None, :].astype("float64") - keys[None]) ** 2).sum(-1))
+    np.testing.assert_array_equal(indices[:, 1:], np.argsort(distances, axis=1)[:, 1:4])
+    assert (np.diff(weights, axis=1) <= 0).all() and (weights.sum(axis=1) < 1).all()
+    # Over every stored row the weights are the prediction's: they sum to 1 and average the
+    # stored labels into the model's output.
+    indices, weights = model.neighbors(queries, num_neighbors=10 * N_ROWS)
+    assert indices.shape == (6, N_ROWS)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    labels = ops.convert_to_numpy(model.context_targets)[:, 0]
+    np.testing.assert_allclose((weights * labels[indices]).sum(axis=1),
+                               ops.convert_to_numpy(model(queries))[:, 0], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="num_neighbors"):
+        model.neighbors(queries, num_neighbors=0)
+    with pytest.raises(ValueError, match="set_context"):
+        ModernNCA(3, (4, 4)).neighbors(queries)
+
+
 def test_gradients_are_finite_with_duplicate_rows():
     # Identical rows are at distance 0, where the square root's gradient is infinite.
     context = _rows(8)

@@ -675,8 +675,9 @@ def evaluate(model_dir, data, target):
 @click.option("--seed", type=int, default=0, show_default=True)
 def explain(model_dir, data, out, max_rows, max_evals, seed):
     """Explain the predictions of the model in MODEL_DIR for the rows of DATA: SHAP values
-    per row and column (contributions.csv), TabR's retrieved training rows (neighbors.csv)
-    or the FT-Transformer's attention over columns (attention.csv), and a plot per row."""
+    per row and column (contributions.csv), the training rows TabR or ModernNCA predicted
+    from (neighbors.csv) or the FT-Transformer's attention over columns (attention.csv), and
+    a plot per row."""
     click.echo(f"Keras backend: {_select_backend()}", err=True)
     from tabattn import data as tdata
     from tabattn.estimators import load

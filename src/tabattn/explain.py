@@ -9,9 +9,11 @@
   prediction over the background (the base value): probabilities per class for a
   classifier, the target's units for a regressor.
 - what the model itself holds: for TabR, the training rows it retrieved and their attention
-  weights (Gorishniy et al., "TabR", ICLR 2024, §3); for the FT-Transformer, the [CLS]
-  token's attention to each column, averaged over heads and blocks (Gorishniy et al.,
-  "Revisiting Deep Learning Models for Tabular Data", NeurIPS 2021, §5.3).
+  weights (Gorishniy et al., "TabR", ICLR 2024, §3); for ModernNCA, the training rows of
+  largest weight in its softmax over all of them (Ye et al., ICLR 2025, §4); for the
+  FT-Transformer, the [CLS] token's attention to each column, averaged over heads and
+  blocks (Gorishniy et al., "Revisiting Deep Learning Models for Tabular Data", NeurIPS
+  2021, §5.3).
 
 The estimators keep ``BACKGROUND_ROWS`` training rows (a seeded uniform sample) for this, and
 save them with the model, so a loaded model explains without its training data.
@@ -37,11 +39,13 @@ class Explanation:
         predictions: the estimator's predictions for the rows: probabilities float64
             ``(n_rows, n_classes)`` or values ``(n_rows,)``.
         classes: the classes (classifier) or ``None``.
-        neighbors: TabR only (else ``None``): a DataFrame with a line per row and retrieved
-            training row, nearest first: ``row`` (position in ``X``), ``rank`` (0 nearest),
-            ``training_row`` (position of the retrieved row in the ``X`` given to
-            ``fit``), ``target`` (its training label or value) and ``weight`` (its
-            attention weight; a row's weights sum to 1).
+        neighbors: TabR and ModernNCA only (else ``None``): a DataFrame with a line per row
+            and retrieved training row, nearest first: ``row`` (position in ``X``), ``rank``
+            (0 nearest), ``training_row`` (position of the retrieved row in the ``X`` given
+            to ``fit``), ``target`` (its training label or value) and ``weight`` (its
+            attention weight). TabR: its ``num_neighbors`` rows, whose weights sum to 1.
+            ModernNCA: the 8 rows of largest weight in its softmax over every stored row, so
+            a row's weights sum to at most 1.
         attention: FT-Transformer only (else ``None``): a DataFrame ``(n_rows,
             n_columns)`` of the [CLS] token's attention to each column (a column's missing
             flag counts for it), averaged over heads and blocks; a row sums to at most 1
@@ -205,13 +209,18 @@ def explain(estimator, X, background=None, max_evals="auto", random_state=0):
 
 
 def _neighbors(estimator, frame):
-    if estimator.model_name_ != "tabr":
+    if estimator.model_name_ not in ("tabr", "modernnca"):
         return None
     import pandas as pd
 
     model = estimator.model_
     indices, weights = model.neighbors(estimator.preprocessor_.transform(frame))
-    labels = keras.ops.convert_to_numpy(model.context_labels)[indices]
+    if estimator.model_name_ == "tabr":
+        labels = keras.ops.convert_to_numpy(model.context_labels)
+    else:  # ModernNCA stores classes one-hot and values as a column
+        targets = keras.ops.convert_to_numpy(model.context_targets)
+        labels = targets.argmax(axis=1) if model.num_classes else targets[:, 0]
+    labels = labels[indices]
     if hasattr(estimator, "classes_"):
         targets = np.asarray(estimator.classes_, dtype=object)[labels.astype("int64")]
     else:

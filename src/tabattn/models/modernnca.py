@@ -15,6 +15,7 @@ from tabattn.models._inputs import (
     known_codes,
     numeric_embedding_layer,
     numeric_embedding_options,
+    squared_distances,
     stored_context,
     table_columns,
 )
@@ -443,6 +444,50 @@ class ModernNCA(keras.Model):
                 weighted = weighted * rescale + ops.matmul(exp, chunk_targets)
             maximum = new_max
         return self._logits(weighted / ops.maximum(total, 1e-30))
+
+    def neighbors(self, inputs, num_neighbors=8, batch_size=1024):
+        """The stored rows that weigh most in each row's prediction, and their weights.
+
+        A row's prediction averages the labels of every stored row; this returns the
+        ``num_neighbors`` (at most ``context_rows``) with the largest softmax weights, from
+        the keys of the last ``refresh_context_keys``, as the prediction uses them.
+
+        Args:
+            inputs: dict like the call's (NumPy arrays; ``"row_index"`` is ignored, so a
+                stored row finds itself).
+            num_neighbors: how many stored rows to return per row (a positive integer).
+            batch_size: rows compared with the whole context at a time.
+
+        Returns:
+            ``(indices, weights)``: int64 and float32 NumPy arrays ``(n_rows, k)``, largest
+            weight (nearest) first; ``indices`` index the context given to ``set_context``;
+            ``weights`` are shares of the whole softmax, so a row's sum is at most 1 (1 when
+            ``k`` is ``context_rows``).
+
+        Raises:
+            ValueError: ``num_neighbors`` or ``batch_size`` is not a positive integer, or
+                the model has no context.
+        """
+        num_neighbors = _checks.positive_int("num_neighbors", num_neighbors)
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        self.build()
+        context = ops.convert_to_numpy(self.context_keys)
+        count = min(num_neighbors, self.context_rows)
+        n_rows = len(next(iter(inputs.values())))
+        indices, weights = [], []
+        for start in range(0, n_rows, batch_size):
+            batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
+            keys = ops.convert_to_numpy(
+                self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
+            )
+            scores = -np.sqrt(np.maximum(squared_distances(keys, context), _DISTANCE_EPSILON))
+            scores /= self.temperature
+            shares = np.exp(scores - scores.max(axis=1, keepdims=True))
+            shares /= shares.sum(axis=1, keepdims=True)
+            nearest = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+            indices.append(nearest)
+            weights.append(np.take_along_axis(shares, nearest, axis=1).astype("float32"))
+        return np.concatenate(indices), np.concatenate(weights)
 
     def fit(self, x=None, *args, callbacks=None, **kwargs):
         """``keras.Model.fit`` that also keeps the stored rows' keys current (see class doc).

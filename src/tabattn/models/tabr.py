@@ -16,6 +16,7 @@ from tabattn.models._inputs import (
     known_codes,
     numeric_embedding_layer,
     numeric_embedding_options,
+    squared_distances,
     stored_context,
     table_columns,
 )
@@ -685,15 +686,13 @@ class TabR(keras.Model):
             first; ``indices`` index the context given to ``set_context``.
         """
         n_rows = len(next(iter(inputs.values())))
+        context = ops.convert_to_numpy(self.context_keys)
         indices, weights = [], []
         for start in range(0, n_rows, batch_size):
             batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
             _, k = self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
             keys = ops.convert_to_numpy(k)
-            context = ops.convert_to_numpy(self.context_keys)
-            distances = (
-                (keys**2).sum(-1, keepdims=True) - 2 * keys @ context.T + (context**2).sum(-1)
-            )
+            distances = squared_distances(keys, context)
             count = min(self.num_neighbors, self.context_rows)
             nearest = np.argsort(distances, axis=1, kind="stable")[:, :count]
             chosen = -np.take_along_axis(distances, nearest, axis=1)
