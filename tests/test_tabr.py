@@ -146,8 +146,7 @@ def _weight_gradients(model, inputs):
 def test_search_has_the_gradient_of_full_backpropagation(rng, numeric_embedding,
                                                          context_refresh):
     # Re-encoding only the neighbours must give the gradient of encoding every stored row
-    # (under "rolling", with the stored keys and periodic features fresh as set_context
-    # leaves them).
+    # (under "rolling", with the stored keys fresh as set_context leaves them).
     inputs, labels = _clusters(rng, 80)
     bins = [np.linspace(-8, 8, 6)] * 3 if numeric_embedding == "piecewise" else None
     config = dict(n_num_features=3, categorical_cardinalities=(3, 3), num_classes=2, d_main=8,

@@ -121,10 +121,8 @@ class TabR(keras.Model):
     that does not grow with the context: each step re-encodes only the next
     ``refresh_rows`` stored rows (cycling through them, so a stored key is at most
     ``context_rows / refresh_rows`` steps old), searches the stored keys, and re-encodes the
-    neighbours found with gradients. The neighbours' periodic numeric embeddings start from
-    sines and cosines stored with the keys, with their first-order dependence on the
-    frequencies, so no sine or cosine is computed for them: with fresh stored rows the
-    gradient is again the paper's (tested); computing them took about half of a step.
+    neighbours found with gradients: with fresh stored keys the gradient is again the
+    paper's (tested).
     BENCHMARKS.md ("Models") gives the training throughput of both modes. With
     ``context_refresh="epoch"`` the stored keys are
     recomputed only before each epoch and receive no gradient: cheaper, but on California
@@ -393,13 +391,6 @@ class TabR(keras.Model):
             name="context_keys", shape=(n, d), initializer="zeros", trainable=False,
             dtype="float32",
         )
-        # The stored rows' sines and cosines of the periodic embedding, refreshed with their
-        # keys (read by "rolling" for the neighbours).
-        width = 2 * self.n_frequencies * self.n_num_features if self.periodic is not None else 0
-        self.context_periodic = self.add_weight(
-            name="context_periodic", shape=(n, width), initializer="zeros", trainable=False,
-            dtype="float32",
-        )
         self.refresh_offset = self.add_weight(
             name="refresh_offset", shape=(), initializer="zeros", trainable=False,
             dtype="int32",
@@ -444,17 +435,12 @@ class TabR(keras.Model):
         """Recompute the keys of the stored rows with the current weights (inference mode)."""
         numeric = ops.convert_to_tensor(self.context_numeric)
         categorical = ops.convert_to_tensor(self.context_categorical)
-        keys, periodic = [], []
+        keys = []
         for start in range(0, self.context_rows, batch_size):
             stop = start + batch_size
             _, k = self._encode(numeric[start:stop], categorical[start:stop], training=False)
             keys.append(ops.convert_to_numpy(k))
-            if self.periodic is not None:
-                features = self._periodic_features(numeric[start:stop])
-                periodic.append(ops.convert_to_numpy(features).reshape(len(keys[-1]), -1))
         self.context_keys.assign(np.concatenate(keys, axis=0))
-        if periodic:
-            self.context_periodic.assign(np.concatenate(periodic, axis=0))
 
     # --- the forward pass --------------------------------------------------------------------
     def _embed_numeric(self, numeric):
@@ -465,34 +451,11 @@ class TabR(keras.Model):
             numeric = ops.reshape(embedding(numeric), (-1, self._d_numeric))
         return numeric
 
-    def _periodic_features(self, numeric):
-        """``PeriodicEmbedding``'s sines and cosines, float32 ``(batch, n_num, 2 * k)``."""
-        phase = 2.0 * math.pi * self.periodic.frequencies * ops.cast(numeric, "float32")[..., None]
-        return ops.concatenate([ops.cos(phase), ops.sin(phase)], axis=-1)
-
-    def _embed_stored_periodic(self, features, numeric):
-        """``_embed_numeric`` of rows from their stored sines and cosines ``features``.
-
-        The value is the embedding at the stored features; the gradient with respect to the
-        frequencies is that of the features at the stored point (d cos(2 pi f x) / df =
-        -2 pi x sin(2 pi f x), and so on), so with fresh features this is the embedding and
-        its gradient, without computing a sine or cosine.
-        """
-        features = ops.reshape(features, (-1, self.n_num_features, 2 * self.n_frequencies))
-        cos, sin = features[..., : self.n_frequencies], features[..., self.n_frequencies :]
-        frequencies = self.periodic.frequencies
-        shift = frequencies - ops.stop_gradient(frequencies)  # zero, with df / df = 1
-        scale = 2.0 * math.pi * ops.cast(numeric, "float32")[..., None] * shift
-        features = ops.concatenate([cos - sin * scale, sin + cos * scale], axis=-1)
-        features = ops.cast(features, self.compute_dtype)
-        outputs = ops.relu(ops.matmul(features, self.periodic.kernel) + self.periodic.bias)
-        return ops.reshape(outputs, (-1, self._d_numeric))
-
-    def _encode(self, numeric, categorical, training=None, embedded=None):
-        """``(x, key)`` of rows; ``embedded`` replaces ``_embed_numeric(numeric)``."""
+    def _encode(self, numeric, categorical, training=None):
+        """``(x, key)`` of rows."""
         x = None
         if self.linear is not None:
-            x = self.linear(self._embed_numeric(numeric) if embedded is None else embedded)
+            x = self.linear(self._embed_numeric(numeric))
         if self.categorical_cardinalities:
             codes = known_codes(categorical, self.categorical_cardinalities)
             cat = None
@@ -552,19 +515,7 @@ class TabR(keras.Model):
             ops.convert_to_tensor(self.context_categorical), (start, 0),
             (r, len(self.categorical_cardinalities)),
         )
-        embedded = None
-        if self.periodic is not None:
-            features = ops.stop_gradient(self._periodic_features(numeric))
-            all_periodic = ops.slice_update(
-                ops.convert_to_tensor(self.context_periodic), (start, 0),
-                ops.reshape(features, (r, -1)),
-            )
-            self.context_periodic.assign(all_periodic)
-            # Read back from the buffer: from `features`, XLA computed the sines twice.
-            embedded = self._embed_stored_periodic(
-                ops.slice(all_periodic, (start, 0), (r, ops.shape(all_periodic)[1])), numeric
-            )
-        _, fresh = self._encode(numeric, categorical, training=False, embedded=embedded)
+        _, fresh = self._encode(numeric, categorical, training=False)
         keys = ops.slice_update(
             ops.convert_to_tensor(self.context_keys), (start, 0),
             ops.cast(ops.stop_gradient(fresh), "float32"),
@@ -573,18 +524,11 @@ class TabR(keras.Model):
         following = start + r
         self.refresh_offset.assign(ops.where(following >= n, 0, following))
         neighbors, valid = self.retrieval.search(k, keys, row_index)
-        # The neighbours' keys again, with gradients (the paper's); their periodic embeddings
-        # start from the stored sines and cosines (see _embed_stored_periodic): computing
-        # them for every neighbour took about half of a training step.
+        # The neighbours' keys again, with gradients (the paper's).
         flat = ops.reshape(neighbors, (-1,))
-        neighbor_numeric = ops.take(self.context_numeric, flat, axis=0)
-        if self.periodic is not None:
-            embedded = self._embed_stored_periodic(
-                ops.take(all_periodic, flat, axis=0), neighbor_numeric
-            )
         _, neighbor_keys = self._encode(
-            neighbor_numeric, ops.take(self.context_categorical, flat, axis=0),
-            training=training, embedded=embedded,
+            ops.take(self.context_numeric, flat, axis=0),
+            ops.take(self.context_categorical, flat, axis=0), training=training,
         )
         neighbor_keys = ops.reshape(neighbor_keys, (-1, ops.shape(neighbors)[1], self.d_main))
         labels = ops.take(self.context_labels, neighbors, axis=0)
