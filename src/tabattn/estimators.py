@@ -118,9 +118,11 @@ AUTO_SCHEDULE = {
 # cost per row (32 MLPs) dominates: at the estimators' sizes TabR trains 9.5x the rows per
 # second of TabM (BENCHMARKS.md, "Models").
 AUTO_TABM_MAX_ROWS = 2000
-# The models train in float32: under mixed_bfloat16 on a 2-core CPU, TabR trained fewer rows
-# per second (8,381 against 9,976) and predicted one row slower (3.1 against 0.8 ms), and so
-# did TabM (991 against 1,052 rows per second; 0.51 against 0.42 ms) (BENCHMARKS.md, "Models").
+# The models train in float32. Under mixed_bfloat16 one row predicted about 2x slower (TabR
+# 3.1 against 1.6 ms, BENCHMARKS.md "Models"); training gained where the CPU has bfloat16
+# units (TabR 6,977 against 5,561 rows per second on an Intel Xeon with AMX) and lost where
+# it has none (8,381 against 9,976 on an AMD EPYC); its accuracy on the benchmark tables is
+# not measured.
 # Validation rows that feature_importances_ are computed on.
 IMPORTANCE_ROWS = 2048
 
