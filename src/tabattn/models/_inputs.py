@@ -148,11 +148,6 @@ def context_labels(labels, n, num_classes):
     return labels.astype("int32")
 
 
-def squared_distances(queries, keys):
-    """Squared Euclidean distances between NumPy rows, ``(n_queries, n_keys)``."""
-    return (queries**2).sum(-1, keepdims=True) - 2 * queries @ keys.T + (keys**2).sum(-1)
-
-
 def context_sample(n_rows, max_context_rows, seed=None):
     """The positions, sorted, of the rows a retrieval model stores out of ``n_rows``: all of
     them, or a uniform sample of ``max_context_rows`` drawn with ``seed`` (an int or

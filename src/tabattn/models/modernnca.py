@@ -15,7 +15,6 @@ from tabattn.models._inputs import (
     known_codes,
     numeric_embedding_layer,
     numeric_embedding_options,
-    squared_distances,
     stored_context,
     table_columns,
 )
@@ -471,22 +470,18 @@ class ModernNCA(keras.Model):
         num_neighbors = _checks.positive_int("num_neighbors", num_neighbors)
         batch_size = _checks.positive_int("batch_size", batch_size)
         self.build()
-        context = ops.convert_to_numpy(self.context_keys)
+        context = ops.convert_to_tensor(self.context_keys)
         count = min(num_neighbors, self.context_rows)
         n_rows = len(next(iter(inputs.values())))
         indices, weights = [], []
         for start in range(0, n_rows, batch_size):
             batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
-            keys = ops.convert_to_numpy(
-                self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
-            )
-            scores = -np.sqrt(np.maximum(squared_distances(keys, context), _DISTANCE_EPSILON))
-            scores /= self.temperature
-            shares = np.exp(scores - scores.max(axis=1, keepdims=True))
-            shares /= shares.sum(axis=1, keepdims=True)
-            nearest = np.argsort(-scores, axis=1, kind="stable")[:, :count]
+            queries = self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
+            scores = self._scores(queries, context)
+            shares = ops.convert_to_numpy(ops.softmax(scores, axis=1))
+            nearest = np.argsort(-ops.convert_to_numpy(scores), axis=1, kind="stable")[:, :count]
             indices.append(nearest)
-            weights.append(np.take_along_axis(shares, nearest, axis=1).astype("float32"))
+            weights.append(np.take_along_axis(shares, nearest, axis=1))
         return np.concatenate(indices), np.concatenate(weights)
 
     def fit(self, x=None, *args, callbacks=None, **kwargs):

@@ -16,7 +16,6 @@ from tabattn.models._inputs import (
     known_codes,
     numeric_embedding_layer,
     numeric_embedding_options,
-    squared_distances,
     stored_context,
     table_columns,
 )
@@ -636,7 +635,9 @@ class TabR(keras.Model):
             batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
             _, k = self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
             keys = ops.convert_to_numpy(k)
-            distances = squared_distances(keys, context)
+            distances = (
+                (keys**2).sum(-1, keepdims=True) - 2 * keys @ context.T + (context**2).sum(-1)
+            )
             count = min(self.num_neighbors, self.context_rows)
             nearest = np.argsort(distances, axis=1, kind="stable")[:, :count]
             chosen = -np.take_along_axis(distances, nearest, axis=1)
