@@ -358,6 +358,28 @@ def test_chunked_search_finds_what_one_pass_finds(rng, query_index):
     found, _ = chunked.search(queries, context, query_index)
     expected = reference_retrieval(whole, queries, context, labels, query_index)[2]
     np.testing.assert_array_equal(np.sort(_np(found), 1), np.sort(expected, 1))
+    # Squared norms kept by the caller give the same search, chunk by chunk.
+    norms = (context**2).sum(-1)
+    found_with_norms, _ = chunked.search(queries, context, query_index,
+                                         context_squared_norms=norms)
+    np.testing.assert_array_equal(_np(found_with_norms), _np(found))
+    got = chunked(queries, context, labels, query_index=query_index, context_squared_norms=norms)
+    np.testing.assert_allclose(_np(got), _np(outputs), rtol=1e-5, atol=1e-6)
+
+
+def test_search_ranks_by_the_given_squared_norms(rng):
+    # The norms are taken as given: with every norm but one made huge, that row is nearest.
+    context = rng.normal(size=(20, 4)).astype("float32")
+    queries = rng.normal(size=(3, 4)).astype("float32")
+    norms = np.full(20, 1e6, "float32")
+    norms[7] = 0.0
+    layer = RetrievalAttention(num_neighbors=2, num_classes=2)
+    found, _ = layer.search(queries, context, context_squared_norms=norms)
+    assert (_np(found)[:, 0] == 7).all()
+    # Batches of more than 64 rows recompute the norms from the keys instead.
+    many = rng.normal(size=(65, 4)).astype("float32")
+    found, _ = layer.search(many, context, context_squared_norms=norms)
+    np.testing.assert_array_equal(_np(found), _np(layer.search(many, context)[0]))
 
 
 @pytest.mark.parametrize("with_index", [False, True])
@@ -405,6 +427,17 @@ def test_candidates_bound_the_training_search(rng):
     np.testing.assert_allclose(_np(layer(queries, context, labels)),
                                _np(full(queries, context, labels)), rtol=1e-5, atol=1e-6)
     assert np.isfinite(_np(layer(queries, context, labels, training=True))).all()
+    # Squared norms given with the context are sampled with it.
+    norms = (context**2).sum(-1)
+    first, second = (RetrievalAttention(num_neighbors=5, num_classes=2, num_candidates=50,
+                                        seed=4) for _ in range(2))
+    for sampled in (first, second):
+        sampled(queries, context, labels)
+        sampled.set_weights(layer.get_weights())
+    np.testing.assert_allclose(
+        _np(first(queries, context, labels, training=True, context_squared_norms=norms)),
+        _np(second(queries, context, labels, training=True)), rtol=1e-5, atol=1e-6,
+    )
 
 
 def test_a_row_drawn_twice_counts_once(rng):
@@ -486,3 +519,6 @@ def test_retrieval_shape_errors(rng):
     with pytest.raises(ValueError, match="query_index"):
         RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"), np.zeros(6),
                                             query_index=np.zeros((4, 1), "int32"))
+    with pytest.raises(ValueError, match="context_squared_norms"):
+        RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"), np.zeros(6),
+                                            context_squared_norms=np.zeros((6, 1), "float32"))

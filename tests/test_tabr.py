@@ -46,6 +46,8 @@ def test_context_keys_are_the_encoded_context_rows(rng):
     model.set_context(inputs, labels)
     _, keys = model._encode(inputs["numeric"], inputs["categorical"], training=False)
     np.testing.assert_allclose(_np(model.context_keys), _np(keys), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_np(model.context_squared_norms),
+                               (_np(keys) ** 2).sum(axis=-1), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(_np(model.context_labels), labels)
 
 
@@ -86,6 +88,8 @@ def test_fit_learns_from_neighbours_and_updates_every_weight(rng, context_refres
     # Keys were refreshed after training: they match the final weights.
     _, keys = model._encode(inputs["numeric"], inputs["categorical"], training=False)
     np.testing.assert_allclose(_np(model.context_keys), _np(keys), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_np(model.context_squared_norms),
+                               (_np(keys) ** 2).sum(axis=-1), rtol=1e-4, atol=1e-5)
     new_inputs, new_labels = _clusters(np.random.default_rng(1), 100)
     new_inputs["numeric"] = inputs["numeric"][:100] + 0.05  # near the stored rows
     accuracy = np.mean((model.predict(new_inputs, verbose=0)[:, 0] > 0) == labels[:100])
@@ -177,12 +181,15 @@ def test_rolling_refresh_re_encodes_the_next_stored_rows(rng):
     fresh = _np(fresh)
     for step, rows in enumerate([slice(0, 20), slice(20, 40), slice(30, 50), slice(0, 20)]):
         model.context_keys.assign(stale)
+        model.context_squared_norms.assign(stale[:, 0])
         model(batch, training=True)
-        keys = _np(model.context_keys)
+        keys, norms = _np(model.context_keys), _np(model.context_squared_norms)
         np.testing.assert_allclose(keys[rows], fresh[rows], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(norms[rows], (fresh[rows] ** 2).sum(-1), rtol=1e-5,
+                                   atol=1e-6)
         untouched = np.ones(50, bool)
         untouched[rows] = False
-        assert (keys[untouched] == 0).all(), step
+        assert (keys[untouched] == 0).all() and (norms[untouched] == 0).all(), step
     assert int(_np(model.refresh_offset)) == 20
 
 

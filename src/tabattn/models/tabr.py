@@ -390,6 +390,12 @@ class TabR(keras.Model):
             name="context_keys", shape=(n, d), initializer="zeros", trainable=False,
             dtype="float32",
         )
+        # Kept with the keys so that a search need not recompute them (see
+        # RetrievalAttention's `context_squared_norms`).
+        self.context_squared_norms = self.add_weight(
+            name="context_squared_norms", shape=(n,), initializer="zeros", trainable=False,
+            dtype="float32",
+        )
         self.refresh_offset = self.add_weight(
             name="refresh_offset", shape=(), initializer="zeros", trainable=False,
             dtype="int32",
@@ -431,7 +437,8 @@ class TabR(keras.Model):
         return kept
 
     def refresh_context_keys(self, batch_size=8192):
-        """Recompute the keys of the stored rows with the current weights (inference mode)."""
+        """Recompute the keys of the stored rows (and their squared norms) with the current
+        weights (inference mode)."""
         numeric = ops.convert_to_tensor(self.context_numeric)
         categorical = ops.convert_to_tensor(self.context_categorical)
         keys = []
@@ -439,7 +446,9 @@ class TabR(keras.Model):
             stop = start + batch_size
             _, k = self._encode(numeric[start:stop], categorical[start:stop], training=False)
             keys.append(ops.convert_to_numpy(k))
-        self.context_keys.assign(np.concatenate(keys, axis=0))
+        keys = np.concatenate(keys, axis=0).astype("float32")
+        self.context_keys.assign(keys)
+        self.context_squared_norms.assign(np.square(keys).sum(axis=-1))
 
     # --- the forward pass --------------------------------------------------------------------
     def _embed_numeric(self, numeric):
@@ -495,7 +504,7 @@ class TabR(keras.Model):
         else:
             mixed = self.retrieval(
                 k, self.context_keys, self.context_labels, query_index=inputs.get("row_index"),
-                training=training,
+                training=training, context_squared_norms=self.context_squared_norms,
             )
         x = x + mixed
         for block in self.predictor_blocks:
@@ -515,14 +524,19 @@ class TabR(keras.Model):
             (r, len(self.categorical_cardinalities)),
         )
         _, fresh = self._encode(numeric, categorical, training=False)
-        keys = ops.slice_update(
-            ops.convert_to_tensor(self.context_keys), (start, 0),
-            ops.cast(ops.stop_gradient(fresh), "float32"),
+        fresh = ops.cast(ops.stop_gradient(fresh), "float32")
+        keys = ops.slice_update(ops.convert_to_tensor(self.context_keys), (start, 0), fresh)
+        norms = ops.slice_update(
+            ops.convert_to_tensor(self.context_squared_norms), (start,),
+            ops.sum(fresh * fresh, axis=-1),
         )
         self.context_keys.assign(keys)
+        self.context_squared_norms.assign(norms)
         following = start + r
         self.refresh_offset.assign(ops.where(following >= n, 0, following))
-        neighbors, valid = self.retrieval.search(k, keys, row_index)
+        neighbors, valid = self.retrieval.search(
+            k, keys, row_index, context_squared_norms=norms
+        )
         # The neighbours' keys again, with gradients (the paper's).
         flat = ops.reshape(neighbors, (-1,))
         _, neighbor_keys = self._encode(
@@ -630,13 +644,14 @@ class TabR(keras.Model):
         """
         n_rows = len(next(iter(inputs.values())))
         context = ops.convert_to_numpy(self.context_keys)
+        context_norms = ops.convert_to_numpy(self.context_squared_norms)
         indices, weights = [], []
         for start in range(0, n_rows, batch_size):
             batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
             _, k = self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
             keys = ops.convert_to_numpy(k)
             distances = (
-                (keys**2).sum(-1, keepdims=True) - 2 * keys @ context.T + (context**2).sum(-1)
+                (keys**2).sum(-1, keepdims=True) - 2 * keys @ context.T + context_norms
             )
             count = min(self.num_neighbors, self.context_rows)
             nearest = np.argsort(distances, axis=1, kind="stable")[:, :count]
