@@ -115,14 +115,15 @@ AUTO_SCHEDULE = {
 # (credit_g and penguins: more accurate than five TabR models averaged, in a third to half
 # of their time); TabR above, where the nearest training rows carry the signal (California
 # housing, seed 0: RMSE 0.385 against 0.432 for TabM with k=32 and d_block=256) and TabM's
-# cost per row (32 MLPs) dominates: at the estimators' sizes TabR trains 9.5x the rows per
-# second of TabM (BENCHMARKS.md, "Models").
+# cost per row (32 MLPs) dominates: at the estimators' sizes TabR trains about 7x the rows
+# per second of TabM (BENCHMARKS.md, "Models").
 AUTO_TABM_MAX_ROWS = 2000
-# The models train in float32. Under mixed_bfloat16 one row predicted about 2x slower (TabR
-# 3.1 against 1.6 ms, BENCHMARKS.md "Models"); training gained where the CPU has bfloat16
-# units (TabR 6,977 against 5,561 rows per second on an Intel Xeon with AMX) and lost where
-# it has none (8,381 against 9,976 on an AMD EPYC); its accuracy on the benchmark tables is
-# not measured.
+# The models train in float32. Under mixed_bfloat16 one row predicted slower (TabR 1.27
+# against 0.76 ms, BENCHMARKS.md "Models"); training steps gained where the CPU has bfloat16
+# units (TabR 8,187 against 7,217 rows per second on an Intel Xeon with AMX) and lost where
+# it has none (8,381 against 9,976 on an AMD EPYC). Whole fits on that Xeon were barely
+# faster and no more accurate (California housing and diamonds, seeds 0 and 1: RMSE 0.4048
+# and 0.4186 against 0.3982 and 0.4194; 534.4 and 549.2 against 532.5 and 538.5).
 # Validation rows that feature_importances_ are computed on.
 IMPORTANCE_ROWS = 2048
 
