@@ -233,6 +233,20 @@ def test_neighbors_are_the_nearest_stored_rows(rng):
     assert indices.shape == weights.shape == (4, 5)
     np.testing.assert_array_equal(indices[:, 0], np.arange(4))  # a stored row finds itself
     np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)
+    # The rows and weights the prediction itself uses, whatever the batch size.
+    rows = {k: v[10:30] for k, v in inputs.items()}
+    _, keys = model._encode(rows["numeric"], rows["categorical"], training=False)
+    _, scores = model.retrieval(keys, model.context_keys, model.context_labels,
+                                return_attention_scores=True)
+    found, _ = model.retrieval.search(keys, model.context_keys)
+    indices, weights = model.neighbors(rows, batch_size=7)
+    np.testing.assert_array_equal(indices, _np(found))
+    np.testing.assert_allclose(weights, _np(scores), rtol=1e-5, atol=1e-6)
+    distances = ((_np(keys)[:, None] - _np(model.context_keys)[None]) ** 2).sum(-1)
+    np.testing.assert_allclose(np.take_along_axis(distances, indices, 1),
+                               np.sort(distances, 1)[:, :5], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.neighbors(rows, batch_size=0)
 
 
 @pytest.mark.parametrize(

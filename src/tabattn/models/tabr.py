@@ -638,27 +638,38 @@ class TabR(keras.Model):
     def neighbors(self, inputs, batch_size=4096):
         """The stored rows each row retrieves, and their attention weights.
 
+        The same search and weights as the prediction's (``RetrievalAttention.search`` over
+        the stored keys, then ``softmax(-||q - c_i||^2)`` over the neighbours found).
+
+        Args:
+            inputs: dict like the call's (NumPy arrays; ``"row_index"`` is ignored, so a
+                stored row finds itself).
+            batch_size: rows searched at a time (a positive integer).
+
         Returns:
-            ``(indices, weights)``: int64 and float32 NumPy arrays ``(n_rows, k)``, nearest
-            first; ``indices`` index the context given to ``set_context``.
+            ``(indices, weights)``: int64 and float32 NumPy arrays ``(n_rows, k)`` with
+            ``k = min(num_neighbors, context_rows)``, nearest first; ``indices`` index the
+            context given to ``set_context``; each row's weights sum to 1.
+
+        Raises:
+            ValueError: ``batch_size`` is not a positive integer, or the model has no
+                context.
         """
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        self.build()
+        context = ops.convert_to_tensor(self.context_keys)
+        norms = ops.convert_to_tensor(self.context_squared_norms)
         n_rows = len(next(iter(inputs.values())))
-        context = ops.convert_to_numpy(self.context_keys)
-        context_norms = ops.convert_to_numpy(self.context_squared_norms)
         indices, weights = [], []
         for start in range(0, n_rows, batch_size):
             batch = {k: v[start : start + batch_size] for k, v in inputs.items()}
-            _, k = self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
-            keys = ops.convert_to_numpy(k)
-            distances = (
-                (keys**2).sum(-1, keepdims=True) - 2 * keys @ context.T + context_norms
-            )
-            count = min(self.num_neighbors, self.context_rows)
-            nearest = np.argsort(distances, axis=1, kind="stable")[:, :count]
-            chosen = -np.take_along_axis(distances, nearest, axis=1)
-            chosen = np.exp(chosen - chosen.max(axis=1, keepdims=True))
-            indices.append(nearest)
-            weights.append((chosen / chosen.sum(axis=1, keepdims=True)).astype("float32"))
+            _, keys = self._encode(batch.get("numeric"), batch.get("categorical"), training=False)
+            keys = ops.cast(keys, "float32")
+            nearest, _ = self.retrieval.search(keys, context, context_squared_norms=norms)
+            difference = keys[:, None, :] - ops.take(context, nearest, axis=0)
+            shares = ops.softmax(-ops.sum(difference * difference, axis=-1), axis=1)
+            indices.append(ops.convert_to_numpy(nearest).astype("int64"))
+            weights.append(ops.convert_to_numpy(shares).astype("float32"))
         return np.concatenate(indices), np.concatenate(weights)
 
     def get_config(self):
