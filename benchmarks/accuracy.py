@@ -579,7 +579,8 @@ MODELS = {
     "tabattn_modernnca": ModelSpec(
         run_tabattn_modernnca, ("tabattn",), True,
         "tabattn ModernNCA (estimator, model='modernnca'): the TALENT default (d 128, PLR "
-        "lite, AdamW lr 0.01, wd 2e-4), at most 4,096 of half the stored rows a step",
+        "lite, AdamW lr 0.01, wd 2e-4), at most 16,384 stored rows, searching at most "
+        "4,096 of half of them a step",
     ),
     "rtdl_ft": ModelSpec(
         run_rtdl_ft, ("rtdl_revisiting_models", "torch"), False,
