@@ -119,13 +119,19 @@ def test_neighbors_are_the_rows_of_largest_weight():
     indices, weights = model.neighbors(queries, num_neighbors=10 * N_ROWS)
     assert indices.shape == (6, N_ROWS)
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
-    labels = ops.convert_to_numpy(model.context_targets)[:, 0]
+    labels = model.stored_labels()
+    np.testing.assert_allclose(labels, _labels(context, None))
     np.testing.assert_allclose((weights * labels[indices]).sum(axis=1),
                                ops.convert_to_numpy(model(queries))[:, 0], rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="num_neighbors"):
         model.neighbors(queries, num_neighbors=0)
     with pytest.raises(ValueError, match="set_context"):
         ModernNCA(3, (4, 4)).neighbors(queries)
+    with pytest.raises(ValueError, match="set_context"):
+        ModernNCA(3, (4, 4)).stored_labels()
+    # Classes are stored one-hot and come back as the indices given.
+    classes = _labels(context, 3)
+    np.testing.assert_array_equal(_model(3, context, classes).stored_labels(), classes)
 
 
 def test_gradients_are_finite_with_duplicate_rows():

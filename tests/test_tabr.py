@@ -247,6 +247,9 @@ def test_neighbors_are_the_nearest_stored_rows(rng):
                                np.sort(distances, 1)[:, :5], rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="batch_size"):
         model.neighbors(rows, batch_size=0)
+    np.testing.assert_array_equal(model.stored_labels(), labels)
+    with pytest.raises(ValueError, match="set_context"):
+        _model().stored_labels()
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ The estimators keep ``BACKGROUND_ROWS`` training rows (a seeded uniform sample) 
 save them with the model, so a loaded model explains without its training data.
 """
 
-import keras
 import numpy as np
 
 BACKGROUND_ROWS = 100
@@ -209,18 +208,13 @@ def explain(estimator, X, background=None, max_evals="auto", random_state=0):
 
 
 def _neighbors(estimator, frame):
-    if estimator.model_name_ not in ("tabr", "modernnca"):
+    model = estimator.model_
+    if not hasattr(model, "neighbors"):  # the retrieval models (TabR, ModernNCA) only
         return None
     import pandas as pd
 
-    model = estimator.model_
     indices, weights = model.neighbors(estimator.preprocessor_.transform(frame))
-    if estimator.model_name_ == "tabr":
-        labels = keras.ops.convert_to_numpy(model.context_labels)
-    else:  # ModernNCA stores classes one-hot and values as a column
-        targets = keras.ops.convert_to_numpy(model.context_targets)
-        labels = targets.argmax(axis=1) if model.num_classes else targets[:, 0]
-    labels = labels[indices]
+    labels = model.stored_labels()[indices]
     if hasattr(estimator, "classes_"):
         targets = np.asarray(estimator.classes_, dtype=object)[labels.astype("int64")]
     else:

@@ -444,6 +444,20 @@ class ModernNCA(keras.Model):
             maximum = new_max
         return self._logits(weighted / ops.maximum(total, 1e-30))
 
+    def stored_labels(self):
+        """The stored rows' labels as ``set_context`` got them, in context order (the
+        model keeps classes one-hot and values as a column).
+
+        Returns:
+            NumPy ``(context_rows,)``: int64 class indices, or float32 values for regression.
+
+        Raises:
+            ValueError: if the model has no context.
+        """
+        self.build()
+        targets = ops.convert_to_numpy(self.context_targets)
+        return targets.argmax(axis=1) if self.num_classes else targets[:, 0]
+
     def neighbors(self, inputs, num_neighbors=8, batch_size=1024):
         """The stored rows that weigh most in each row's prediction, and their weights.
 

@@ -635,6 +635,18 @@ class TabR(keras.Model):
             excluded.extend(self.periodic.weights)
         return adamw_without_decay_on(self, excluded, learning_rate, weight_decay, **kwargs)
 
+    def stored_labels(self):
+        """The stored rows' labels as ``set_context`` got them, in context order.
+
+        Returns:
+            NumPy ``(context_rows,)``: int32 class indices, or float32 values for regression.
+
+        Raises:
+            ValueError: if the model has no context.
+        """
+        self.build()
+        return ops.convert_to_numpy(self.context_labels)
+
     def neighbors(self, inputs, batch_size=4096):
         """The stored rows each row retrieves, and their attention weights.
 
