@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tabattn.layers import IntersampleAttention, RetrievalAttention, RowAttention
+from tabattn.layers.row import _GIVEN_NORMS_MAX_BATCH
 
 
 def _np(x):
@@ -377,9 +378,25 @@ def test_search_ranks_by_the_given_squared_norms(rng):
     found, _ = layer.search(queries, context, context_squared_norms=norms)
     assert (_np(found)[:, 0] == 7).all()
     # Batches of more than 64 rows recompute the norms from the keys instead.
-    many = rng.normal(size=(65, 4)).astype("float32")
+    many = rng.normal(size=(_GIVEN_NORMS_MAX_BATCH + 1, 4)).astype("float32")
     found, _ = layer.search(many, context, context_squared_norms=norms)
     np.testing.assert_array_equal(_np(found), _np(layer.search(many, context)[0]))
+
+
+def test_given_norms_in_another_dtype_are_recomputed(rng):
+    # A mixed policy casts call's inputs to bfloat16: rounded norms would rank rows
+    # differently from the keys, so the layer recomputes them (these would put row 7 first).
+    context = rng.normal(size=(40, 4)).astype("float32")
+    labels = rng.integers(0, 2, size=40).astype("int32")
+    queries = rng.normal(size=(3, 4)).astype("float32")
+    norms = np.full(40, 1e6, "float32")
+    norms[7] = 0.0
+    layer = RetrievalAttention(num_neighbors=2, num_classes=2, dtype="mixed_bfloat16")
+    got, got_scores = layer(queries, context, labels, context_squared_norms=norms,
+                            return_attention_scores=True)
+    want, want_scores = layer(queries, context, labels, return_attention_scores=True)
+    np.testing.assert_array_equal(_np(got), _np(want))
+    np.testing.assert_array_equal(_np(got_scores), _np(want_scores))
 
 
 @pytest.mark.parametrize("with_index", [False, True])
@@ -522,3 +539,10 @@ def test_retrieval_shape_errors(rng):
     with pytest.raises(ValueError, match="context_squared_norms"):
         RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"), np.zeros(6),
                                             context_squared_norms=np.zeros((6, 1), "float32"))
+    with pytest.raises(ValueError, match="one squared norm per context row"):
+        RetrievalAttention(num_neighbors=2)(queries, np.zeros((6, 3), "float32"), np.zeros(6),
+                                            context_squared_norms=np.zeros(5, "float32"))
+    with pytest.raises(ValueError, match="one squared norm per context row"):
+        RetrievalAttention(num_neighbors=2).search(
+            queries, np.zeros((6, 3), "float32"), context_squared_norms=np.zeros(1, "float32")
+        )

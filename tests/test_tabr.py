@@ -107,6 +107,27 @@ def test_save_and_load_keep_the_context(rng, tmp_path):
     assert loaded.context_rows == len(labels)
     np.testing.assert_array_equal(_np(loaded.context_labels), labels)
     np.testing.assert_allclose(loaded.predict(inputs, verbose=0), expected, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(_np(loaded.context_squared_norms),
+                                  _np(model.context_squared_norms))
+
+
+def test_loads_weights_saved_without_the_squared_norms(rng):
+    # Files from before TabR kept the norms hold every own weight but that last one.
+    inputs, labels = _clusters(rng)
+    model = _model()
+    model.set_context(inputs, labels)
+    store = {}
+    model.save_own_variables(store)
+    del store[str(len(store) - 1)]
+    other = _model()
+    other.set_context(inputs, labels)
+    other.context_squared_norms.assign(np.zeros(len(labels), "float32"))
+    other.load_own_variables(store)
+    keys = _np(model.context_keys)
+    np.testing.assert_array_equal(_np(other.context_keys), keys)
+    np.testing.assert_allclose(_np(other.context_squared_norms), (keys**2).sum(-1), rtol=1e-6)
+    with pytest.raises(ValueError):  # any other count is Keras's error
+        other.load_own_variables(dict(list(store.items())[:-1]))
 
 
 class _FullBackprop(TabR):

@@ -120,10 +120,10 @@ AUTO_SCHEDULE = {
 AUTO_TABM_MAX_ROWS = 2000
 # The models train in float32. Under mixed_bfloat16 one row predicted slower (TabR 1.27
 # against 0.76 ms, BENCHMARKS.md "Models"); training steps gained where the CPU has bfloat16
-# units (TabR 8,187 against 7,217 rows per second on an Intel Xeon with AMX) and lost where
-# it has none (8,381 against 9,976 on an AMD EPYC). Whole fits on that Xeon were barely
-# faster and no more accurate (California housing and diamonds, seeds 0 and 1: RMSE 0.4048
-# and 0.4186 against 0.3982 and 0.4194; 534.4 and 549.2 against 532.5 and 538.5).
+# units (TabR 8,187 against 7,217 rows per second on an Intel Xeon with AMX), lost on a CPU
+# without them (an AMD EPYC), and whole fits on that Xeon were barely faster and no more
+# accurate (California housing, 2 seeds: mean RMSE 0.412 against 0.409 in float32;
+# diamonds: 541.8 against 535.5).
 # Validation rows that feature_importances_ are computed on.
 IMPORTANCE_ROWS = 2048
 

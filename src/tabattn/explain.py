@@ -208,8 +208,10 @@ def explain(estimator, X, background=None, max_evals="auto", random_state=0):
 
 
 def _neighbors(estimator, frame):
+    from tabattn.models import ModernNCA, TabR
+
     model = estimator.model_
-    if not hasattr(model, "neighbors"):  # the retrieval models (TabR, ModernNCA) only
+    if not isinstance(model, (ModernNCA, TabR)):
         return None
     import pandas as pd
 

@@ -333,8 +333,18 @@ class IntersampleAttention(keras.layers.Layer):
 
 # Most query rows for which a search reads the context's squared norms when given; above
 # it they are recomputed, which XLA on CPU fuses into the scores' matmul: 256 queries
-# against 16,384 keys of 128 values took 7.0 ms so, 9.5 ms reading them.
+# against 16,384 keys of 128 values took 7.0 ms recomputing them, 9.5 ms reading them.
 _GIVEN_NORMS_MAX_BATCH = 64
+
+def _check_norms_length(context_keys_shape, context_squared_norms_shape, name):
+    n_keys, n_norms = context_keys_shape[0], context_squared_norms_shape[0]
+    if n_keys is not None and n_norms is not None and n_keys != n_norms:
+        raise ValueError(
+            f"{name} expects one squared norm per context row. Received: "
+            f"context_keys.shape={tuple(context_keys_shape)}, "
+            f"context_squared_norms.shape={tuple(context_squared_norms_shape)}"
+        )
+
 
 # Scores per block when searching by blocks (see _top_k); 128 was the fastest of 32 to 256
 # for 256 queries against 13,209 rows on 2 CPU cores with JAX.
@@ -439,13 +449,15 @@ class RetrievalAttention(keras.layers.Layer):
             nothing.
         training: whether dropout is applied.
         return_attention_scores: if ``True``, also return the attention probabilities.
-        context_squared_norms: optional float ``(n_context,)``: ``sum(context_keys ** 2,
-            axis=-1)``, when the caller keeps it with the stored keys. A search for at most
-            64 query rows (a static batch size) then skips computing it: one row against
-            16,384 stored keys of 128 values took 0.45 instead of 0.65 ms on JAX's CPU
-            backend. Larger batches recompute it, which XLA fuses into the scores' matmul
-            (faster there than reading it). It must match ``context_keys``: it is not
-            checked.
+        context_squared_norms: optional float32 ``(n_context,)``: ``sum(context_keys **
+            2, axis=-1)``, when the caller keeps it with the stored keys. A search for at
+            most 64 query rows (a static batch size) then skips computing it: one row
+            against 16,384 stored keys of 128 values took 0.45 instead of 0.65 ms on JAX's
+            CPU backend. Larger batches recompute it on every backend (XLA fuses that into
+            the scores' matmul, faster there than reading it), and so does a search whose
+            norms arrive in another dtype (a mixed dtype policy casts ``call``'s inputs to
+            its compute dtype, and rounded norms would rank the rows differently). Its
+            values must match ``context_keys``: only its length is checked.
 
     Returns:
         ``(batch_size, d)`` in the layer's compute dtype; with
@@ -458,7 +470,8 @@ class RetrievalAttention(keras.layers.Layer):
             ``num_candidates`` or ``search_chunk_size`` is not a positive integer, a dropout rate is outside [0, 1), ``query_keys``/``context_keys`` are not
             of rank 2 with the same known last axis, ``context_labels`` is not of rank 1 (or
             rank 2 with one column) or has another length than ``context_keys``, or
-            ``query_index`` or ``context_squared_norms`` is not of rank 1.
+            ``query_index`` or ``context_squared_norms`` is not of rank 1, or
+            ``context_squared_norms`` has another length than ``context_keys``.
 
     Note:
         ``T``'s layers use Keras's default initialisers (Glorot uniform, zero bias), not
@@ -532,6 +545,7 @@ class RetrievalAttention(keras.layers.Layer):
             _checks.rank("query_index", query_index_shape, 1, name)
         if context_squared_norms_shape is not None:
             _checks.rank("context_squared_norms", context_squared_norms_shape, 1, name)
+            _check_norms_length(context_keys_shape, context_squared_norms_shape, name)
         if len(context_labels_shape) == 2 and context_labels_shape[-1] != 1:
             raise ValueError(
                 f"{name} expects `context_labels` of shape (n_context,) or (n_context, 1). "
@@ -643,7 +657,12 @@ class RetrievalAttention(keras.layers.Layer):
         search_c = ops.stop_gradient(ops.cast(context_keys, "float32"))
         n_context = search_c.shape[0]
         batch = search_q.shape[0]
-        if context_squared_norms is None or batch is None or batch > _GIVEN_NORMS_MAX_BATCH:
+        if context_squared_norms is not None:
+            _check_norms_length(search_c.shape, context_squared_norms.shape, type(self).__name__)
+        if (
+            context_squared_norms is None or batch is None or batch > _GIVEN_NORMS_MAX_BATCH
+            or keras.backend.standardize_dtype(context_squared_norms.dtype) != "float32"
+        ):
             context_squared_norms = ops.sum(search_c * search_c, axis=-1)
         half_norms = 0.5 * ops.stop_gradient(ops.cast(context_squared_norms, "float32"))
         if query_index is not None:

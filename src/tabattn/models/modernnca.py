@@ -449,14 +449,14 @@ class ModernNCA(keras.Model):
         model keeps classes one-hot and values as a column).
 
         Returns:
-            NumPy ``(context_rows,)``: int64 class indices, or float32 values for regression.
+            NumPy ``(context_rows,)``: int32 class indices, or float32 values for regression.
 
         Raises:
             ValueError: if the model has no context.
         """
         self.build()
         targets = ops.convert_to_numpy(self.context_targets)
-        return targets.argmax(axis=1) if self.num_classes else targets[:, 0]
+        return targets.argmax(axis=1).astype("int32") if self.num_classes else targets[:, 0]
 
     def neighbors(self, inputs, num_neighbors=8, batch_size=1024):
         """The stored rows that weigh most in each row's prediction, and their weights.

@@ -104,7 +104,8 @@ class TabR(keras.Model):
     residual blocks and a head ``Dense(d_out)(ReLU(LayerNorm(x)))`` give the logits.
 
     **The context.** Before training or predicting, call ``set_context(inputs, labels)`` with
-    the training rows. The rows, their labels and their keys are non-trainable weights, so a
+    the training rows. The rows, their labels, their keys and the keys' squared norms are
+    non-trainable weights, so a
     ``.keras`` file holds them and a reloaded model predicts identically. A row's prediction
     depends only on that row and the context, never on the rest of its batch. During
     training, pass ``"row_index"`` (each row's index in the context) in the input dict so that
@@ -390,15 +391,15 @@ class TabR(keras.Model):
             name="context_keys", shape=(n, d), initializer="zeros", trainable=False,
             dtype="float32",
         )
-        # Kept with the keys so that a search need not recompute them (see
-        # RetrievalAttention's `context_squared_norms`).
-        self.context_squared_norms = self.add_weight(
-            name="context_squared_norms", shape=(n,), initializer="zeros", trainable=False,
-            dtype="float32",
-        )
         self.refresh_offset = self.add_weight(
             name="refresh_offset", shape=(), initializer="zeros", trainable=False,
             dtype="int32",
+        )
+        # Kept with the keys so that a search need not recompute them (see
+        # RetrievalAttention's `context_squared_norms`). Created last: see load_own_variables.
+        self.context_squared_norms = self.add_weight(
+            name="context_squared_norms", shape=(n,), initializer="zeros", trainable=False,
+            dtype="float32",
         )
         self.built = True
 
@@ -437,8 +438,12 @@ class TabR(keras.Model):
         return kept
 
     def refresh_context_keys(self, batch_size=8192):
-        """Recompute the keys of the stored rows (and their squared norms) with the current
-        weights (inference mode)."""
+        """Recompute the stored rows' keys and their squared norms with the current weights
+        (inference mode).
+
+        Args:
+            batch_size: stored rows encoded at a time.
+        """
         numeric = ops.convert_to_tensor(self.context_numeric)
         categorical = ops.convert_to_tensor(self.context_categorical)
         keys = []
@@ -634,6 +639,20 @@ class TabR(keras.Model):
         if self.periodic is not None:
             excluded.extend(self.periodic.weights)
         return adamw_without_decay_on(self, excluded, learning_rate, weight_decay, **kwargs)
+
+    def load_own_variables(self, store):
+        """Keras's loading of the model's own weights, which also reads files saved before
+        TabR kept its stored keys' squared norms: they lack that last entry, computed here
+        from the loaded keys."""
+        own = self._trainable_variables + self._non_trainable_variables
+        if len(store.keys()) == len(own) - 1 and own[-1] is self.context_squared_norms:
+            for i, variable in enumerate(own[:-1]):
+                variable.assign(store[f"{i}"])
+            position = next(i for i, v in enumerate(own) if v is self.context_keys)
+            keys = np.asarray(store[f"{position}"], dtype="float32")
+            self.context_squared_norms.assign(np.square(keys).sum(axis=-1))
+            return
+        super().load_own_variables(store)
 
     def stored_labels(self):
         """The stored rows' labels as ``set_context`` got them, in context order.
