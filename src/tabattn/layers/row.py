@@ -336,6 +336,7 @@ class IntersampleAttention(keras.layers.Layer):
 # against 16,384 keys of 128 values took 7.0 ms recomputing them, 9.5 ms reading them.
 _GIVEN_NORMS_MAX_BATCH = 64
 
+
 def _check_norms_length(context_keys_shape, context_squared_norms_shape, name):
     n_keys, n_norms = context_keys_shape[0], context_squared_norms_shape[0]
     if n_keys is not None and n_norms is not None and n_keys != n_norms:
@@ -644,7 +645,7 @@ class RetrievalAttention(keras.layers.Layer):
             context_index: optional int ``(n_context,)``: the index, in the full context, of
                 each row of ``context_keys`` when they are a sample of it (rows may repeat).
                 ``query_index`` is compared with these, and a row found twice counts once.
-            context_squared_norms: optional float ``(n_context,)``, as in ``call``.
+            context_squared_norms: optional float32 ``(n_context,)``, as in ``call``.
 
         Returns:
             ``(neighbors, valid)``: int32 ``(batch_size, k)`` positions in ``context_keys``,
@@ -652,6 +653,10 @@ class RetrievalAttention(keras.layers.Layer):
             neighbour is the query row itself (only possible when the context has at most
             ``k`` rows) or repeats an earlier neighbour; ``None`` without ``query_index``
             and ``context_index``.
+
+        Raises:
+            ValueError: if ``context_squared_norms`` has another (static) length than
+                ``context_keys``.
         """
         search_q = ops.stop_gradient(ops.cast(query_keys, "float32"))
         search_c = ops.stop_gradient(ops.cast(context_keys, "float32"))
