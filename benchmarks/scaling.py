@@ -14,7 +14,7 @@ flipped), fits the model and records:
 - ``peak_rss_mib``: the worker's peak resident memory (``ru_maxrss``), data included.
 
 The tabattn models run as the estimators build them (``TabularClassifier``, with
-``model="auto"``, ``"tabm"`` and ``"tabr"``), with ``random_state=0`` and the estimators'
+``model="auto"``, ``"tabm"``, ``"tabr"`` and ``"modernnca"``), with ``random_state=0`` and the estimators'
 defaults; LightGBM (the same table with its own categorical support, at most 2000 rounds, early
 stopping after 50) records ``fit_seconds`` and seconds per 100 boosting rounds in place of
 ``epoch_seconds``. ``report.py`` fits the exponent ``b`` of ``cost = a * rows^b`` (least
@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _common  # noqa: E402
 
 ROWS = (10_000, 30_000, 100_000, 300_000, 1_000_000)
-MODELS = ("tabattn_auto", "tabattn_tabm", "tabattn_tabr", "lightgbm")
+MODELS = ("tabattn_auto", "tabattn_tabm", "tabattn_tabr", "tabattn_modernnca", "lightgbm")
 N_NUMERIC, N_CATEGORICAL, N_CATEGORIES = 16, 4, 10
 
 
@@ -94,7 +94,8 @@ def run_tabattn(model, n, fit, fit_epochs, smoke):
     frame, y = synthetic_table(n + n // 4)
     X_train, y_train, X_val, y_val = frame.iloc[:n], y[:n], frame.iloc[n:], y[n:]
     timer = EpochTimer()
-    params = {"tabm": {"k": 4, "d_block": 16}, "tabr": {"d_main": 16}}
+    params = {"tabm": {"k": 4, "d_block": 16}, "tabr": {"d_main": 16},
+              "modernnca": {"d_main": 16}}
     name = model.removeprefix("tabattn_")
     estimator = TabularClassifier(
         model=name, epochs=fit_epochs if fit else 2, random_state=0, verbose=0,
