@@ -421,13 +421,14 @@ def _plot_scaling(runs, path):
     except ImportError:
         return False
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for model in sorted(runs, key=_order):
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, model in enumerate(sorted(runs, key=_order)):
         points = sorted(runs[model].items())
         epoch = [(n, r["epoch_seconds"]) for n, r in points if r.get("epoch_seconds")]
         fit = [(n, r["fit_seconds"]) for n, r in points if r.get("fit_seconds")]
         for ax, series in ((axes[0], epoch), (axes[1], fit)):
-            if series:
-                ax.plot(*zip(*series), marker="o", label=model)
+            if series:  # a model keeps its colour in both panels
+                ax.plot(*zip(*series), marker="o", label=model, color=colors[i % len(colors)])
     for ax, title in zip(axes, ("seconds per epoch", "seconds per fit (early stopping)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
