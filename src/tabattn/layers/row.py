@@ -337,13 +337,13 @@ class IntersampleAttention(keras.layers.Layer):
 _GIVEN_NORMS_MAX_BATCH = 64
 
 
-def _check_norms_length(context_keys_shape, context_squared_norms_shape, name):
-    n_keys, n_norms = context_keys_shape[0], context_squared_norms_shape[0]
-    if n_keys is not None and n_norms is not None and n_keys != n_norms:
+def _check_one_per_context_row(context_keys_shape, shape, argument, what, name):
+    """Raise when ``argument`` (``shape``) has another known length than ``context_keys``."""
+    n_keys, n = context_keys_shape[0], shape[0]
+    if n_keys is not None and n is not None and n_keys != n:
         raise ValueError(
-            f"{name} expects one squared norm per context row. Received: "
-            f"context_keys.shape={tuple(context_keys_shape)}, "
-            f"context_squared_norms.shape={tuple(context_squared_norms_shape)}"
+            f"{name} expects one {what} per context row. Received: "
+            f"context_keys.shape={tuple(context_keys_shape)}, {argument}.shape={tuple(shape)}"
         )
 
 
@@ -535,18 +535,17 @@ class RetrievalAttention(keras.layers.Layer):
                 f"axis. Received: query_keys.shape={tuple(query_keys_shape)}, "
                 f"context_keys.shape={tuple(context_keys_shape)}"
             )
-        n_keys, n_labels = context_keys_shape[0], context_labels_shape[0]
-        if n_keys is not None and n_labels is not None and n_keys != n_labels:
-            raise ValueError(
-                f"{name} expects one label per context row. Received: "
-                f"context_keys.shape={tuple(context_keys_shape)}, "
-                f"context_labels.shape={tuple(context_labels_shape)}"
-            )
+        _check_one_per_context_row(
+            context_keys_shape, context_labels_shape, "context_labels", "label", name
+        )
         if query_index_shape is not None:
             _checks.rank("query_index", query_index_shape, 1, name)
         if context_squared_norms_shape is not None:
             _checks.rank("context_squared_norms", context_squared_norms_shape, 1, name)
-            _check_norms_length(context_keys_shape, context_squared_norms_shape, name)
+            _check_one_per_context_row(
+                context_keys_shape, context_squared_norms_shape, "context_squared_norms",
+                "squared norm", name,
+            )
         if len(context_labels_shape) == 2 and context_labels_shape[-1] != 1:
             raise ValueError(
                 f"{name} expects `context_labels` of shape (n_context,) or (n_context, 1). "
@@ -663,7 +662,10 @@ class RetrievalAttention(keras.layers.Layer):
         n_context = search_c.shape[0]
         batch = search_q.shape[0]
         if context_squared_norms is not None:
-            _check_norms_length(search_c.shape, context_squared_norms.shape, type(self).__name__)
+            _check_one_per_context_row(
+                search_c.shape, context_squared_norms.shape, "context_squared_norms",
+                "squared norm", type(self).__name__,
+            )
         if (
             context_squared_norms is None or batch is None or batch > _GIVEN_NORMS_MAX_BATCH
             or keras.backend.standardize_dtype(context_squared_norms.dtype) != "float32"
