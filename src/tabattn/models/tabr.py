@@ -105,9 +105,8 @@ class TabR(keras.Model):
 
     **The context.** Before training or predicting, call ``set_context(inputs, labels)`` with
     the training rows. The rows, their labels, their keys and the keys' squared norms are
-    non-trainable weights, so a
-    ``.keras`` file holds them and a reloaded model predicts identically. A row's prediction
-    depends only on that row and the context, never on the rest of its batch. During
+    non-trainable weights, so a ``.keras`` file holds them and a reloaded model predicts
+    identically. A row's prediction depends only on that row and the context, never on the rest of its batch. During
     training, pass ``"row_index"`` (each row's index in the context) in the input dict so that
     a training row never retrieves itself (``fit`` of the tabattn estimators does this).
 
